@@ -1,0 +1,392 @@
+"""The experiment file's schema: pydantic models that refuse unknown keys.
+
+An experiment is ``name`` plus six sections (``data``, ``augment``, ``model``, ``train``,
+``eval``) and where runs go. Layer and augmentation lists use the Keras vocabulary of the
+reports, written as one-key mappings::
+
+    model:
+      layers:
+        - conv2d: {filters: 32, kernel: 3, activation: relu, padding: same}
+        - maxpool2d: {pool: 2}
+        - flatten: {}
+        - dense: {units: 512, activation: relu}
+    augment:
+      - flip: {mode: horizontal}
+      - rotation: {factor: 0.2}
+
+Every name that a registry elsewhere resolves (layers, augmentations, losses, optimizers,
+activations) is listed here as a ``Literal`` so that a typo is caught when the file is read,
+with the allowed names in the message; tests check that the registries and these lists agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Activation = Literal[
+    "relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "tanh", "swish", "silu",
+    "softplus", "softmax", "linear",
+]
+Padding = Literal["same", "valid"]
+FillMode = Literal["reflect", "constant", "nearest"]
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+Mode = Literal["auto", "min", "max"]
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _one_key_mapping_to_tagged(value: Any, tag: str = "type") -> Any:
+    """``{conv2d: {filters: 32}}`` -> ``{type: conv2d, filters: 32}`` (also accepts a bare name)."""
+    if isinstance(value, str):
+        return {tag: value}
+    if isinstance(value, dict) and tag not in value and len(value) == 1:
+        (name, params), = value.items()
+        if params is None:
+            params = {}
+        if isinstance(params, dict):
+            return {tag: name, **params}
+    return value
+
+
+# ----------------------------------------------------------------------------------- data
+
+class DataConfig(Strict):
+    """Where images come from and how they are split, sized and scaled."""
+
+    name: str = Field("imagefolder", description="dataset registry name (`cnnlab datasets`)")
+    root: Path | None = Field(None, description="folder or file of the data; for torchvision "
+                              "datasets, where they are downloaded")
+    download: bool = Field(True, description="torchvision datasets: download when missing")
+    classes: list[str] | None = Field(None, description="keep only these classes, in this order")
+    max_per_class: PositiveInt | None = Field(
+        None, description="keep at most this many images per class of each source split (seeded)")
+    val_split: Fraction = Field(0.1, description="fraction of training images held out, stratified")
+    test_split: Fraction = Field(0.1, description="fraction held out for test where the source has "
+                                 "no test split")
+    split_seed: int = Field(0, description="seed of the stratified splits (kept apart from the "
+                            "training seed so repeated seeds share one split)")
+    image_size: IntPair | None = Field(None, description="resize to this (int or [height, width]); "
+                                       "null keeps the source size")
+    channels: Literal[1, 3] | None = Field(None, description="1 = grayscale, 3 = RGB; null keeps "
+                                           "the source's")
+    normalization: Literal["none", "rescale", "standardize"] = Field(
+        "rescale", description="none: raw 0-255; rescale: x/255; standardize: per-channel "
+        "mean/std of the training split")
+    cache: bool = Field(True, description="keep decoded images on disk for the next run")
+    cache_dir: Path | None = Field(None, description="default: $CNNLAB_CACHE or ~/.cache/cnnlab")
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> "DataConfig":
+        if self.val_split + self.test_split >= 1.0:
+            raise ValueError("val_split + test_split must be below 1 so training data is left")
+        return self
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+class Flip(Strict):
+    """Keras RandomFlip."""
+    type: Literal["flip"]
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+
+
+class Rotation(Strict):
+    """Keras RandomRotation: ``factor`` is a fraction of a full turn (0.2 = up to +-72 degrees)."""
+    type: Literal["rotation"]
+    factor: Annotated[float, Field(ge=0.0, le=1.0)]
+    fill_mode: FillMode = "reflect"
+
+
+class Zoom(Strict):
+    """Keras RandomZoom: scale by a factor in [1 - factor, 1 + factor]."""
+    type: Literal["zoom"]
+    factor: Annotated[float, Field(ge=0.0, lt=1.0)]
+    fill_mode: FillMode = "reflect"
+
+
+class Translation(Strict):
+    """Keras RandomTranslation: shift by up to ``factor`` of the height and width."""
+    type: Literal["translation"]
+    factor: Annotated[float, Field(ge=0.0, le=1.0)]
+    fill_mode: FillMode = "reflect"
+
+
+class Brightness(Strict):
+    """Keras RandomBrightness: add up to +-``factor`` of the value range."""
+    type: Literal["brightness"]
+    factor: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Contrast(Strict):
+    """Keras RandomContrast: scale deviations from each image's mean by [1-factor, 1+factor]."""
+    type: Literal["contrast"]
+    factor: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RandomCrop(Strict):
+    """Pad by ``padding`` pixels and crop back to size at a random offset."""
+    type: Literal["random_crop"]
+    padding: PositiveInt = 4
+    pad_mode: Literal["constant", "reflect"] = "reflect"
+
+
+AugmentSpec = Annotated[
+    Union[Flip, Rotation, Zoom, Translation, Brightness, Contrast, RandomCrop],
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------------- layers
+
+class _Layer(Strict):
+    name: str | None = Field(None, description="layer name in the summary (Keras-style default)")
+
+
+class Conv2D(_Layer):
+    type: Literal["conv2d"]
+    filters: PositiveInt
+    kernel: IntPair = 3
+    strides: IntPair = 1
+    padding: Padding = "valid"
+    activation: Activation | None = None
+    use_bias: bool = True
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class MaxPool2D(_Layer):
+    type: Literal["maxpool2d"]
+    pool: IntPair = 2
+    strides: IntPair | None = None
+    padding: Padding = "valid"
+
+
+class AvgPool2D(_Layer):
+    type: Literal["avgpool2d"]
+    pool: IntPair = 2
+    strides: IntPair | None = None
+    padding: Padding = "valid"
+
+
+class GlobalAvgPool(_Layer):
+    type: Literal["global_avg_pool"]
+
+
+class BatchNorm(_Layer):
+    type: Literal["batchnorm"]
+    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.99, description="Keras meaning: weight of the old running statistics")
+    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
+
+
+class ActivationLayer(_Layer):
+    type: Literal["activation"]
+    activation: Activation
+
+
+class Dropout(_Layer):
+    type: Literal["dropout"]
+    rate: Fraction
+
+
+class Flatten(_Layer):
+    type: Literal["flatten"]
+
+
+class Dense(_Layer):
+    type: Literal["dense"]
+    units: PositiveInt
+    activation: Activation | None = None
+    use_bias: bool = True
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class ConvBlock(_Layer):
+    """``convs`` convolutions, then optional pooling and dropout, repeated once per width.
+
+    ``filters: [32, 64, 128]`` writes three blocks; ``dropout`` may be one rate or one per block.
+    ``batchnorm`` places BatchNorm before or after the activation (report 003 puts it before
+    ReLU, report 002 after).
+    """
+
+    type: Literal["conv_block"]
+    filters: PositiveInt | list[PositiveInt]
+    convs: PositiveInt = 2
+    kernel: IntPair = 3
+    padding: Padding = "same"
+    activation: Activation = "relu"
+    batchnorm: Literal["none", "before_activation", "after_activation"] = "none"
+    bn_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.99, description="Keras meaning; lower it (e.g. 0.9) when an epoch has few steps")
+    pool: IntPair | None = 2
+    dropout: Fraction | list[Fraction] = 0.0
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _dropout_per_block(self) -> "ConvBlock":
+        widths = self.filters if isinstance(self.filters, list) else [self.filters]
+        if isinstance(self.dropout, list) and len(self.dropout) != len(widths):
+            raise ValueError(f"dropout has {len(self.dropout)} rates for {len(widths)} blocks")
+        return self
+
+
+LayerSpec = Annotated[
+    Union[Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool, BatchNorm, ActivationLayer, Dropout,
+          Flatten, Dense, ConvBlock],
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------------- models
+
+class SequentialModelConfig(Strict):
+    """A Keras-style stack of layers; the output Dense layer is sized to the dataset's classes."""
+
+    name: Literal["sequential"] = "sequential"
+    layers: list[LayerSpec] = Field(default_factory=list)
+    init: Literal["glorot_uniform", "he_normal", "torch"] = Field(
+        "glorot_uniform", description="kernel initialiser (Keras default: glorot_uniform)")
+    output_l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _tag_layers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_one_key_mapping_to_tagged(v) for v in value]
+        return value
+
+
+ModelConfig = SequentialModelConfig
+
+
+# --------------------------------------------------------------------------------- train
+
+class CrossEntropy(Strict):
+    name: Literal["cross_entropy"]
+    label_smoothing: Fraction = 0.0
+
+
+class Focal(Strict):
+    """Focal loss (Lin et al. 2017): ``alpha * (1 - p_t) ** gamma * CE``."""
+    name: Literal["focal"]
+    gamma: Annotated[float, Field(ge=0.0)] = 2.0
+    alpha: Annotated[float, Field(gt=0.0)] | None = 0.25
+    label_smoothing: Fraction = 0.0
+
+
+LossSpec = Annotated[Union[CrossEntropy, Focal], Field(discriminator="name")]
+
+
+class ClassWeights(Strict):
+    """``balanced`` weights n / (k * count_c); ``multipliers`` scale named classes on top."""
+
+    mode: Literal["none", "balanced"] = "none"
+    multipliers: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
+
+
+class Checkpoint(Strict):
+    """Keep the best epoch's weights by ``monitor`` (Keras ModelCheckpoint save_best_only)."""
+    monitor: Monitor = "val_loss"
+    mode: Mode = "auto"
+
+
+class EarlyStopping(Strict):
+    monitor: Monitor = "val_loss"
+    mode: Mode = "auto"
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    patience: Annotated[int, Field(ge=0)] = 5
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateau(Strict):
+    monitor: Monitor = "val_loss"
+    mode: Mode = "auto"
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 10
+    min_delta: Annotated[float, Field(ge=0.0)] = 1e-4
+    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainConfig(Strict):
+    """Optimiser, loss, callbacks and the machine to train on."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="decoupled, as Keras's optimizers apply weight_decay")
+    loss: LossSpec = Field(default_factory=lambda: CrossEntropy(name="cross_entropy"))
+    class_weights: ClassWeights = Field(default_factory=ClassWeights)
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    early_stopping: EarlyStopping | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
+    terminate_on_nan: bool = True
+    seed: int = 42
+    device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    channels_last: bool = Field(True, description="NHWC memory layout (faster convs on CPU)")
+    threads: PositiveInt | None = Field(None, description="CPU threads; default: all cores")
+    progress_bar: bool = True
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _class_weights_shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {"mode": "none"}
+        return {"mode": value} if isinstance(value, str) else value
+
+    @field_validator("checkpoint", "early_stopping", "reduce_lr_on_plateau", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+
+class EvalConfig(Strict):
+    batch_size: PositiveInt = Field(1024, description="no-grad batches: larger is faster")
+    splits: list[Literal["val", "test"]] = Field(default_factory=lambda: ["val", "test"])
+
+
+# ----------------------------------------------------------------------------- experiment
+
+class ExperimentConfig(Strict):
+    """One experiment: what to train on, what to train, how, and where results go."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")] = Field(
+        description="experiment name; may hold '/' (e.g. satellite/04_rescaling)")
+    description: str = ""
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: list[AugmentSpec] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=SequentialModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    runs_dir: Path = Field(Path("runs"), description="root of run folders")
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _tag_augment(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [_one_key_mapping_to_tagged(v) for v in value]
+        return value

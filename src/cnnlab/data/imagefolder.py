@@ -1,0 +1,170 @@
+"""Image folders: ``root/<class>/*`` or ``root/{train,val,test}/<class>/*``, decoded once.
+
+Decoding 50,000 JPEGs takes tens of seconds, so the decoded uint8 tensors are cached on disk
+(:mod:`cnnlab.data.cache`). Every image of a run is resized to ``image_size`` at decode time;
+without ``image_size`` all images must share one size.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.io import ImageReadMode, decode_image
+
+from cnnlab.config.schema import DataConfig
+from cnnlab.data.cache import cache_key, default_cache_dir, load_tensors, save_tensors
+from cnnlab.data.select import select_per_class
+from cnnlab.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLIT_NAMES = ("train", "val", "test")
+# torchvision decodes these natively (and fast); anything else goes through PIL.
+_NATIVE = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def load(cfg: DataConfig) -> tuple[list[str], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    root = _check_root(cfg.root)
+    listing = list_images(root)
+    classes = _select_classes(listing, cfg.classes, root)
+    channels = cfg.channels or 3
+    parts = {}
+    for split, by_class in listing.items():
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            paths = by_class.get(name, [])
+            files.extend(paths)
+            labels.extend([label] * len(paths))
+        keep = select_per_class(np.asarray(labels), cfg.max_per_class, cfg.split_seed)
+        files = [files[i] for i in keep]
+        labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64)[keep])
+        images = _decode_cached(files, cfg, channels)
+        parts[split] = (images, labels_t)
+    return classes, parts
+
+
+def _check_root(root: Path | None) -> Path:
+    if root is None:
+        raise DataError("data.root is not set: an imagefolder dataset needs the folder that holds "
+                        "one sub-folder of images per class (or train/val/test folders of them).")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root: the folder {root} does not exist.")
+    return root
+
+
+def list_images(root: Path) -> dict[str, dict[str, list[Path]]]:
+    """``{split: {class: [files]}}``; split is ``train`` only for the flat layout."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = {p.name for p in subdirs}
+    if "train" in names and names <= set(SPLIT_NAMES):
+        split_roots = {p.name: p for p in subdirs}
+    else:
+        split_roots = {"train": root}
+    listing = {}
+    for split, split_root in split_roots.items():
+        class_dirs = sorted(p for p in split_root.iterdir()
+                            if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            raise DataError(f"{split_root} holds no class folders: put the images of each class "
+                            f"in their own sub-folder, e.g. {split_root}/cat/0001.jpg.")
+        by_class = {}
+        for class_dir in class_dirs:
+            files = sorted(p for p in class_dir.rglob("*")
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not files:
+                raise DataError(f"The class folder {class_dir} holds no images "
+                                f"({', '.join(IMAGE_SUFFIXES)}): add images or remove the folder.")
+            by_class[class_dir.name] = files
+        listing[split] = by_class
+    return listing
+
+
+def _select_classes(listing: dict[str, dict[str, list[Path]]], wanted: list[str] | None,
+                    root: Path) -> list[str]:
+    train_classes = sorted(listing["train"])
+    for split, by_class in listing.items():
+        extra = sorted(set(by_class) - set(train_classes))
+        if extra:
+            raise DataError(f"{root}/{split} has classes that train lacks ({', '.join(extra)}); "
+                            f"train has {len(train_classes)} classes: {', '.join(train_classes)}.")
+    if wanted is None:
+        return train_classes
+    missing = [c for c in wanted if c not in train_classes]
+    if missing:
+        raise DataError(f"data.classes names {', '.join(missing)}, not found in {root}; "
+                        f"available: {', '.join(train_classes)}.")
+    return list(wanted)
+
+
+def _decode_cached(files: list[Path], cfg: DataConfig, channels: int) -> torch.Tensor:
+    size = _size_tuple(cfg.image_size)
+    stats = [(str(f), *_stat(f)) for f in files]
+    key = cache_key({"files": stats, "size": size, "channels": channels, "v": 1})
+    path = default_cache_dir(cfg.cache_dir) / "images" / f"{key}.safetensors"
+    if cfg.cache:
+        cached = load_tensors(path)
+        if cached is not None:
+            return cached["images"]
+    images = decode_all(files, size, channels)
+    if cfg.cache:
+        save_tensors(path, {"images": images}, {"count": str(len(files))})
+    return images
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _size_tuple(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -> torch.Tensor:
+    """Decode (and resize) every file into one (N, C, H, W) uint8 tensor."""
+    if not files:
+        return torch.zeros((0, channels, *(size or (1, 1))), dtype=torch.uint8)
+    # Decoding releases the GIL inside torchvision and PIL, so threads use every core.
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        decoded = list(pool.map(lambda f: decode_one(f, size, channels), files, chunksize=64))
+    shapes = {tuple(t.shape) for t in decoded}
+    if len(shapes) > 1:
+        examples = ", ".join(f"{tuple(t.shape[1:])}" for t in decoded[:3])
+        raise DataError(f"The images have different sizes ({len(shapes)} sizes, e.g. {examples}); "
+                        "set data.image_size to resize them all to one size.")
+    return torch.stack(decoded)
+
+
+def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch.Tensor:
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    try:
+        if path.suffix.lower() in _NATIVE:
+            image = decode_image(torch.from_file(str(path), dtype=torch.uint8,
+                                                 size=path.stat().st_size), mode=mode)
+        else:
+            image = _decode_with_pil(path, channels)
+    except Exception as exc:
+        raise DataError(f"Cannot read the image {path}: it is corrupt or not an image "
+                        f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Remove or "
+                        "replace the file.".replace("\n", " ")) from None
+    if size is not None and tuple(image.shape[1:]) != size:
+        image = TF.resize(image, list(size), antialias=True)
+    return image  # (C, H, W) uint8
+
+
+def _decode_with_pil(path: Path, channels: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        array = np.asarray(im, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (C, H, W)

@@ -1,0 +1,152 @@
+"""Dataset sources, found by name: each turns a DataConfig into decoded uint8 tensors.
+
+A source returns :class:`SourceData`: the class names and one or more named parts
+(``train`` always; ``val``/``test`` where the source has its own). Splitting, resizing of
+array data and normalization happen once for all sources in :mod:`cnnlab.data.build`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cnnlab.config.schema import DataConfig
+from cnnlab.data import imagefolder
+from cnnlab.data.cache import default_cache_dir
+from cnnlab.errors import DataError
+from cnnlab.registry import Registry
+
+
+@dataclass
+class SourceData:
+    classes: list[str]
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> ((N, C, H, W) uint8, (N,) int64)
+
+
+Source = Callable[[DataConfig], SourceData]
+DATASETS: Registry[Source] = Registry("dataset")
+
+
+@DATASETS.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download)")
+def load_digits_source(cfg: DataConfig) -> SourceData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixel values are counts 0..16 of an 4x4 block; stretch them to the 0..255 image range.
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
+    x = torch.from_numpy(images).unsqueeze(1)  # (N, 1, 8, 8)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    return SourceData([str(c) for c in digits.target_names], {"train": (x, y)})
+
+
+@DATASETS.register("imagefolder", "root/<class>/*.jpg|png|... or root/{train,val,test}/<class>/")
+def load_imagefolder_source(cfg: DataConfig) -> SourceData:
+    classes, parts = imagefolder.load(cfg)
+    return SourceData(classes, parts)
+
+
+@DATASETS.register("npz", "a .npz file with arrays x (N,H,W[,C]), y (N,), optional classes, x_test, y_test")
+def load_npz_source(cfg: DataConfig) -> SourceData:
+    if cfg.root is None:
+        raise DataError("data.root must name the .npz file for `data.name: npz`.")
+    path = Path(cfg.root).expanduser()
+    if not path.is_file():
+        raise DataError(f"data.root: the .npz file {path} does not exist.")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        keys = set(arrays.files)
+    except Exception as exc:  # numpy raises several types for a bad archive
+        raise DataError(f"data.root: {path} is not a readable .npz archive ({exc}).") from None
+    for key in ("x", "y"):
+        if key not in keys:
+            raise DataError(f"{path} has no array {key!r} (found: {', '.join(sorted(keys))}); "
+                            "an npz dataset needs x (N,H,W[,C]) and y (N,).")
+    parts = {"train": _npz_part(path, arrays["x"], arrays["y"], "x", "y")}
+    if "x_test" in keys and "y_test" in keys:
+        parts["test"] = _npz_part(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+    labels = np.concatenate([p[1].numpy() for p in parts.values()])
+    if "classes" in keys:
+        classes = [str(c) for c in arrays["classes"].tolist()]
+        if labels.max(initial=0) >= len(classes) or labels.min(initial=0) < 0:
+            raise DataError(f"{path}: y holds labels up to {int(labels.max())} but `classes` names "
+                            f"only {len(classes)} classes.")
+    else:
+        classes = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
+    return SourceData(classes, parts)
+
+
+def _npz_part(path: Path, x: np.ndarray, y: np.ndarray, xname: str, yname: str):
+    if x.ndim == 3:
+        x = x[..., None]  # (N, H, W, 1)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: {xname} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) "
+                        "with C = 1 or 3.")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{path}: {yname} has shape {y.shape}; expected ({x.shape[0]},) to match "
+                        f"{xname}.")
+    if np.issubdtype(x.dtype, np.floating) and x.max(initial=0) <= 1.0:
+        x = x * 255.0  # float images in [0, 1]
+    x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (N, C, H, W)
+    return images, torch.from_numpy(y.astype(np.int64))
+
+
+# ------------------------------------------------------------------ torchvision downloads
+
+@dataclass(frozen=True)
+class _TorchvisionSpec:
+    cls_name: str
+    files: str  # what an offline user must put where, relative to the root
+
+
+_TORCHVISION = {
+    "cifar10": _TorchvisionSpec(
+        "CIFAR10", "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/ (or its "
+        "extracted folder cifar-10-batches-py/)"),
+    "cifar100": _TorchvisionSpec(
+        "CIFAR100", "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/ (or its "
+        "extracted folder cifar-100-python/)"),
+    "mnist": _TorchvisionSpec(
+        "MNIST", "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz), the four files "
+        "of the MNIST database"),
+    "fashion_mnist": _TorchvisionSpec(
+        "FashionMNIST", "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz), the "
+        "four files from github.com/zalandoresearch/fashion-mnist"),
+}
+
+
+def _torchvision_source(name: str, spec: _TorchvisionSpec) -> Source:
+    def load(cfg: DataConfig) -> SourceData:
+        import torchvision.datasets as tvd
+
+        root = Path(cfg.root).expanduser() if cfg.root else default_cache_dir(cfg.cache_dir) / "datasets"
+        dataset_cls = getattr(tvd, spec.cls_name)
+        parts = {}
+        for part, is_train in (("train", True), ("test", False)):
+            try:
+                ds = dataset_cls(str(root), train=is_train, download=cfg.download)
+            except Exception as exc:  # RuntimeError when absent offline, URLError/OSError on network
+                how = "could not be downloaded" if cfg.download else "is not there (download: false)"
+                raise DataError(
+                    f"Dataset {name} {how} in {root} ({type(exc).__name__}: {exc}). Put "
+                    f"{spec.files} under {root} (or set data.root to where it is), or go online "
+                    f"with data.download: true.".replace("\n", " ")) from None
+            data = torch.as_tensor(np.asarray(ds.data))
+            images = data.permute(0, 3, 1, 2) if data.ndim == 4 else data.unsqueeze(1)  # (N, C, H, W)
+            labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+            parts[part] = (images.contiguous(), labels)
+        return SourceData(list(ds.classes), parts)
+
+    load.__doc__ = f"torchvision {spec.cls_name}, downloaded when online"
+    return load
+
+
+for _name, _spec in _TORCHVISION.items():
+    DATASETS.add(_name, _torchvision_source(_name, _spec), f"torchvision {_spec.cls_name} (download)")
+
+

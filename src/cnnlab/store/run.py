@@ -1,0 +1,126 @@
+"""Run folders: ``<runs_dir>/<experiment name>/<run id>/`` and atomic writes into them.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+crash or Ctrl+C never leaves a half-written ``metrics.json`` or weights file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import secrets
+import subprocess
+import tempfile
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from cnnlab.errors import RunError
+
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torchmetrics",
+                    "pydantic", "numpy", "scikit-learn")
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    path = Path(runs_dir) / name / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, allow_nan=True, default=str) + "\n")
+
+
+def write_yaml(path: Path, obj: Any) -> Path:
+    return write_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_weights(module: torch.nn.Module, path: Path, metadata_: Mapping[str, str] | None = None) -> Path:
+    """The module's state dict as safetensors (tensors only: safe to load from anywhere)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=dict(metadata_ or {}))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Code and package versions, recorded in every run so a result can be traced back."""
+    versions = {}
+    for package in TRACKED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["python"] = platform.python_version()
+    return {"versions": versions, "git_sha": git_sha(),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                        "cpu_count": os.cpu_count(),
+                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+
+
+def git_sha() -> str | None:
+    """The commit of cnnlab's own source (``-dirty`` when it has local edits), if in git."""
+    source = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"],
+                             cwd=source, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def open_run(path: Path) -> Path:
+    """An existing run folder (one holding config.yaml), or a RunError saying what is wrong."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise RunError(f"{path} is not a cnnlab run folder (it has no config.yaml); run folders "
+                       "are runs/<experiment>/<run id>/.")
+    return path

@@ -1,0 +1,186 @@
+"""``train(classifier, data, cfg) -> TrainResult``: Lightning's Trainer with Keras's callbacks.
+
+ModelCheckpoint keeps the best epoch by a monitored metric (and the last one, for resuming),
+EarlyStopping and ReduceLROnPlateau take Keras's arguments, a non-finite loss stops the run
+as TerminateOnNaN does, and every finished epoch is handed to ``on_epoch`` so the caller can
+record it before the next one starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from cnnlab.config.schema import AugmentSpec, TrainConfig
+from cnnlab.data import DataBundle, make_loader
+from cnnlab.data.augment import build_augment
+from cnnlab.errors import ConfigError
+from cnnlab.train.classifier import Classifier
+from cnnlab.train.losses import build_loss, class_weight_vector
+from cnnlab.train.module import LitClassifier, resolve_mode
+
+EpochRow = dict[str, float]
+
+# Lightning's start-up banners and hints are noise on a CPU laptop; warnings still show.
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*is an invalid version and will not be supported.*")
+# Returning None from training_step is how a non-finite loss skips its update (TerminateOnNaN).
+warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")
+# A resumed run reuses its checkpoints folder on purpose.
+warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | diverged | interrupted
+    epochs_run: int
+    best_epoch: int | None
+    train_seconds: float
+    history: list[EpochRow] = field(default_factory=list)
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    stop_reason: str = ""
+
+
+class EpochRecorder(L.Callback):
+    """Hands one row per finished epoch (Keras's history keys, lr, seconds) to ``on_epoch``."""
+
+    def __init__(self, on_epoch: Callable[[EpochRow], None], history: list[EpochRow]) -> None:
+        self.on_epoch = on_epoch
+        self.history = history
+        self._started = 0.0
+        self._lr = math.nan
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row: EpochRow = {"epoch": trainer.current_epoch + 1}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            row[key] = float(metrics[key]) if key in metrics else math.nan
+        row["lr"] = self._lr
+        row["seconds"] = time.perf_counter() - self._started
+        # A resumed run replays from its checkpoint: later rows of the old history are stale.
+        self.history[:] = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+        self.on_epoch(row)
+
+
+def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
+          augment: Sequence[AugmentSpec], *, checkpoint_dir: Path,
+          on_epoch: Callable[[EpochRow], None] = lambda row: None,
+          history: list[EpochRow] | None = None,
+          resume_from: Path | None = None) -> TrainResult:
+    _check_monitors(cfg, has_val=data.val is not None)
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    weights = class_weight_vector(cfg.class_weights, data.classes,
+                                  data.train.class_counts(data.num_classes))
+    lit = LitClassifier(classifier, cfg=cfg, loss=build_loss(cfg.loss, weights),
+                        val_loss=build_loss(cfg.loss, None), augment=build_augment(augment))
+    if cfg.channels_last:
+        lit.to(memory_format=torch.channels_last)
+
+    history = history if history is not None else []
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="best", monitor=cfg.checkpoint.monitor,
+        mode=resolve_mode(cfg.checkpoint.monitor, cfg.checkpoint.mode), save_top_k=1,
+        save_last=True, enable_version_counter=False)
+    callbacks: list[L.Callback] = [checkpoint, EpochRecorder(on_epoch, history)]
+    if cfg.early_stopping is not None:
+        es = cfg.early_stopping
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=resolve_mode(es.monitor, es.mode),
+                                       min_delta=es.min_delta, patience=es.patience,
+                                       check_finite=False))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.device, devices=1,
+        precision="32-true" if cfg.precision == "32" else cfg.precision,
+        callbacks=callbacks, logger=False, enable_model_summary=False,
+        enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
+        default_root_dir=str(checkpoint_dir), deterministic=False)
+
+    train_loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_loader = make_loader(data.val, max(cfg.batch_size, 512), shuffle=False) if data.val else None
+    started = time.perf_counter()
+    status = "completed"
+    try:
+        trainer.fit(lit, train_loader, val_loader,
+                    ckpt_path=str(resume_from) if resume_from else None)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        status = "interrupted"
+    finally:
+        # Lightning ignores further Ctrl+C while it shuts down; give the user theirs back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        status = "interrupted"
+    elif lit.diverged_at is not None:
+        status = "diverged"
+
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    last_path = checkpoint_dir / "last.ckpt"
+    return TrainResult(
+        status=status, epochs_run=len(history), train_seconds=seconds, history=history,
+        best_epoch=best_epoch(history, cfg.checkpoint.monitor,
+                              resolve_mode(cfg.checkpoint.monitor, cfg.checkpoint.mode)),
+        best_checkpoint=best_path if best_path and best_path.is_file() else None,
+        last_checkpoint=last_path if last_path.is_file() else None,
+        stop_reason=_stop_reason(status, trainer, cfg, lit))
+
+
+def best_epoch(history: Sequence[EpochRow], monitor: str, mode: str) -> int | None:
+    """The first epoch with the best finite ``monitor`` value, as ModelCheckpoint keeps it."""
+    scored = [(r[monitor], r["epoch"]) for r in history if math.isfinite(r.get(monitor, math.nan))]
+    if not scored:
+        return None
+    best = min(scored) if mode == "min" else max(scored, key=lambda s: (s[0], -s[1]))
+    return int(best[1])
+
+
+def load_weights(classifier: Classifier, checkpoint: Path) -> None:
+    """Load a Lightning checkpoint's ``model.*`` weights into ``classifier``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "model."
+    classifier.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _check_monitors(cfg: TrainConfig, has_val: bool) -> None:
+    if has_val:
+        return
+    for section in ("checkpoint", "early_stopping", "reduce_lr_on_plateau"):
+        spec = getattr(cfg, section)
+        if spec is not None and spec.monitor.startswith("val_"):
+            raise ConfigError(
+                f"train.{section}.monitor is {spec.monitor}, but there is no validation split "
+                "(data.val_split is 0 and the source has none): monitor loss or accuracy, or "
+                "set data.val_split.")
+
+
+def _stop_reason(status: str, trainer: L.Trainer, cfg: TrainConfig, lit: LitClassifier) -> str:
+    if status == "diverged":
+        return f"non-finite loss at step {lit.diverged_at}"
+    if status == "interrupted":
+        return "interrupted by the user"
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0:
+            return f"early stopping on {cb.monitor} after epoch {cb.stopped_epoch + 1}"
+    return f"reached {cfg.epochs} epochs"

@@ -1,0 +1,55 @@
+"""Optimizers by name, with weight decay applied as Keras applies it.
+
+Keras's ``weight_decay`` on any optimizer is decoupled: after the update, every trainable
+variable shrinks by ``lr * weight_decay``. torch's SGD/Adam couple it into the gradient
+instead, so the decay is applied here by :func:`apply_decoupled_weight_decay`, the same way
+for every optimizer; ``adam`` and ``adamw`` therefore differ only by name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from cnnlab.config.schema import TrainConfig
+from cnnlab.registry import Registry
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam", "Adam (Keras defaults: eps 1e-7)")
+def _adam(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-7)
+
+
+@OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (same as adam + weight_decay)")
+def _adamw(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, eps=1e-7, weight_decay=0.0)
+
+
+@OPTIMIZERS.register("sgd", "SGD with momentum and Nesterov options")
+def _sgd(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+@OPTIMIZERS.register("rmsprop", "RMSprop (Keras defaults: rho 0.9, eps 1e-7)")
+def _rmsprop(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-7, momentum=cfg.momentum)
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(cfg.optimizer)(params, cfg)
+
+
+@torch.no_grad()
+def apply_decoupled_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """``p -= lr * weight_decay * p`` for every parameter with a gradient (Keras's rule)."""
+    if weight_decay <= 0:
+        return
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if params:
+            torch._foreach_mul_(params, 1.0 - group["lr"] * weight_decay)

@@ -1,0 +1,127 @@
+"""The pipeline's promises: metrics equal scikit-learn's, runs are marked, resumable, recorded."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+
+from cnnlab.config import validate_config
+from cnnlab.data import build_data
+from cnnlab.errors import RunError
+from cnnlab.models import build_model
+from cnnlab.pipeline import resume_experiment, run_experiment
+from cnnlab.train import Classifier
+from conftest import tiny_experiment
+
+
+def quiet(text):
+    pass
+
+
+def test_recorded_metrics_equal_sklearn_on_the_saved_models_predictions(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits", "test_split": 0.2},
+                                          train={"epochs": 2}))
+    outcome = run_experiment(cfg, say=quiet)
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+
+    data = build_data(cfg.data)
+    classifier = Classifier(build_model(cfg.model, data.in_shape, data.num_classes),
+                            data.mean, data.std)
+    classifier.load_state_dict(load_file(str(outcome.run_dir / "model.safetensors")))
+    classifier.eval()
+    with torch.no_grad():
+        probs = classifier(data.test.images).softmax(dim=1).numpy()
+    y_true, y_pred = data.test.labels.numpy(), probs.argmax(axis=1)
+    labels = list(range(data.num_classes))
+
+    test = metrics["test"]
+    assert test["accuracy"] == pytest.approx(float((y_true == y_pred).mean()))
+    assert test["log_loss"] == pytest.approx(log_loss(y_true, probs, labels=labels), rel=1e-4)
+    assert test["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    for i, name in enumerate(data.classes):
+        row = test["per_class"][name]
+        assert (row["precision"], row["recall"], row["f1"]) == pytest.approx((p[i], r[i], f[i]))
+        assert row["support"] == s[i]
+    mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                    average="macro", zero_division=0)
+    assert (test["macro"]["precision"], test["macro"]["recall"], test["macro"]["f1"]) == \
+        pytest.approx((mp, mr, mf))
+    csv_text = (outcome.run_dir / "confusion_matrix.csv").read_text().splitlines()
+    assert csv_text[0] == "true," + ",".join(data.classes)
+
+
+def test_nan_loss_marks_the_run_diverged(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 3, "lr": 1e30, "optimizer": "sgd"}))
+    outcome = run_experiment(cfg, say=quiet)
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert "non-finite" in metrics["stop_reason"]
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path):
+    cfg = validate_config(tiny_experiment(
+        tmp_path, {"name": "digits"},
+        train={"epochs": 30, "lr": 1e-9, "optimizer": "sgd",
+               "early_stopping": {"monitor": "val_loss", "min_delta": 0.5, "patience": 1}}))
+    outcome = run_experiment(cfg, say=quiet)
+    metrics = outcome.metrics
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
+    assert "early stopping" in metrics["stop_reason"]
+
+
+def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
+    import cnnlab.pipeline as pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(pipeline, "train", boom)
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"}))
+    with pytest.raises(RuntimeError):
+        run_experiment(cfg, say=quiet)
+    metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    assert metrics["status"] == "failed" and "simulated crash" in metrics["error"]
+
+
+def test_interrupted_run_is_marked_and_resumes_to_completion(tmp_path, monkeypatch):
+    import cnnlab.train.fit as fit
+
+    original = fit.EpochRecorder.on_train_epoch_start
+
+    def ctrl_c_in_second_epoch(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", ctrl_c_in_second_epoch)
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"}, train={"epochs": 3}))
+    outcome = run_experiment(cfg, say=quiet)
+    assert outcome.metrics["status"] == "interrupted"
+    assert json.loads((outcome.run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert "cnnlab resume" in outcome.metrics["resume"]
+
+    monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", original)
+    resumed = resume_experiment(outcome.run_dir, say=quiet)
+    assert resumed.metrics["status"] == "completed" and resumed.metrics["epochs_run"] == 3
+    epochs = [row.split(",")[0] for row in
+              (outcome.run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3"]
+    with pytest.raises(RunError, match="already completed"):
+        resume_experiment(outcome.run_dir, say=quiet)
+
+
+def test_run_folder_records_resolved_config_and_versions(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"}))
+    outcome = run_experiment(cfg, say=quiet)
+    saved = yaml.safe_load((outcome.run_dir / "config.yaml").read_text())
+    assert saved["train"]["optimizer"] == "adam"  # defaults are written out, not implied
+    assert validate_config(saved) == cfg
+    metrics = outcome.metrics
+    assert metrics["versions"]["torch"].startswith("2.")
+    assert np.isfinite(metrics["predict_images_per_s"]) and metrics["predict_images_per_s"] > 0

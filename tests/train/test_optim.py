@@ -1,0 +1,36 @@
+import torch
+
+from cnnlab.config.schema import TrainConfig
+from cnnlab.train import OPTIMIZERS, best_epoch
+from cnnlab.train.optim import apply_decoupled_weight_decay, build_optimizer
+
+
+def test_registry_matches_the_schema():
+    import typing
+    allowed = set(typing.get_args(TrainConfig.model_fields["optimizer"].annotation))
+    assert set(OPTIMIZERS.names()) == allowed
+
+
+def test_sgd_options_reach_torch():
+    p = [torch.nn.Parameter(torch.ones(2))]
+    opt = build_optimizer(p, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True))
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"] is True
+
+
+def test_decoupled_weight_decay_is_lr_times_decay():
+    p = torch.nn.Parameter(torch.full((3,), 2.0))
+    p.grad = torch.zeros(3)
+    opt = torch.optim.SGD([p], lr=0.1)
+    apply_decoupled_weight_decay(opt, 0.5)
+    assert torch.allclose(p.detach(), torch.full((3,), 2.0 * (1 - 0.1 * 0.5)))
+
+
+def test_best_epoch_is_the_first_best_and_ignores_nan():
+    history = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.3},
+               {"epoch": 3, "val_loss": 0.3}, {"epoch": 4, "val_loss": float("nan")}]
+    assert best_epoch(history, "val_loss", "min") == 2
+    acc = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7},
+           {"epoch": 3, "val_accuracy": 0.7}]
+    assert best_epoch(acc, "val_accuracy", "max") == 2
+    assert best_epoch([], "val_loss", "min") is None
