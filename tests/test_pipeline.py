@@ -125,3 +125,12 @@ def test_run_folder_records_resolved_config_and_versions(tmp_path):
     metrics = outcome.metrics
     assert metrics["versions"]["torch"].startswith("2.")
     assert np.isfinite(metrics["predict_images_per_s"]) and metrics["predict_images_per_s"] > 0
+
+
+def test_without_checkpoint_the_last_epoch_is_evaluated_and_resumable(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 2, "checkpoint": None}))
+    outcome = run_experiment(cfg, say=quiet)
+    assert outcome.metrics["weights"] == "last epoch" and outcome.metrics["best_epoch"] is None
+    assert (outcome.run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (outcome.run_dir / "checkpoints" / "best.ckpt").exists()

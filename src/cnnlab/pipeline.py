@@ -117,7 +117,7 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
 
 def _restore_best(cfg: ExperimentConfig) -> bool:
     es = cfg.train.early_stopping
-    return es is None or es.restore_best_weights
+    return cfg.train.checkpoint is not None and (es is None or es.restore_best_weights)
 
 
 def _train_record(result: TrainResult, summary) -> dict:

@@ -100,7 +100,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_allowed_keys_follow_nested_sections_and_unions():
     assert "lr" in allowed_keys(["train"])
     assert "patience" in allowed_keys(["train", "early_stopping"])
-    assert "filters" in allowed_keys(["model", "layers", "0", "conv2d"])
+    assert "filters" in allowed_keys(["model", "sequential", "layers", "0", "conv2d"])
     assert set(allowed_keys(["train", "loss", "focal"])) >= {"gamma", "alpha"}
 
 

@@ -92,7 +92,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if loc in seen:
             continue
         seen.add(loc)
-        problems.append(_describe({**err, "loc": loc}))
+        problems.append(_describe({**err, "loc": yaml_path(loc)}, raw_loc=loc))
     head = f"Invalid experiment {source}: "
     if len(problems) == 1:
         return head + problems[0]
@@ -100,18 +100,39 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         f"({i}) {p}" for i, p in enumerate(problems, 1))
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], raw_loc: tuple[str, ...]) -> str:
     loc = [str(p) for p in err["loc"]]
     where = ".".join(loc) or "<top level>"
     value = err.get("input")
     if err["type"] == "extra_forbidden":
-        allowed = allowed_keys(loc[:-1])
+        allowed = allowed_keys(list(raw_loc[:-1]))
         hint = f" Allowed keys there: {', '.join(allowed)}." if allowed else ""
         return f"unknown key `{where}`.{hint}"
     if err["type"] == "missing":
         return f"`{where}` is required but missing."
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     return f"`{where}` = {shown}: {err['msg']}."
+
+
+def yaml_path(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop the union tags pydantic adds for ``name:``-selected sections (model, loss).
+
+    Layer and augmentation tags stay: in the one-key form (``- conv2d: {...}``) they are keys.
+    """
+    shown: list[str] = []
+    model: Any = ExperimentConfig
+    for part in loc:
+        unwrapped = _unwrap(model) if not part.isdigit() else model
+        if isinstance(unwrapped, list):
+            tagged_by_name = any(
+                "name" in c.model_fields and part in typing.get_args(c.model_fields["name"].annotation)
+                for c in unwrapped)
+            if tagged_by_name:
+                model = _step(model, part)
+                continue
+        shown.append(part)
+        model = _step(model, part) if model is not None else None
+    return tuple(shown)
 
 
 def allowed_keys(loc: list[str]) -> list[str]:

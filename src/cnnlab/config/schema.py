@@ -24,7 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from cnnlab.config.base import Strict
 
 Activation = Literal[
     "relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "tanh", "swish", "silu",
@@ -39,10 +41,6 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 
 
-class Strict(BaseModel):
-    """Base for every section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _one_key_mapping_to_tagged(value: Any, tag: str = "type") -> Any:
@@ -265,7 +263,15 @@ class SequentialModelConfig(Strict):
         return value
 
 
-ModelConfig = SequentialModelConfig
+# Imported here, after the layer specs they may use (e.g. a backbone's head), to avoid a cycle.
+from cnnlab.config.backbone import BackboneModelConfig  # noqa: E402
+from cnnlab.config.classic import ResNetCifarConfig, SqueezeNetConfig, VGGConfig  # noqa: E402
+
+ModelConfig = Annotated[
+    Union[SequentialModelConfig, ResNetCifarConfig, SqueezeNetConfig, VGGConfig,
+          BackboneModelConfig],
+    Field(discriminator="name"),
+]
 
 
 # --------------------------------------------------------------------------------- train
@@ -329,7 +335,9 @@ class TrainConfig(Strict):
         0.0, description="decoupled, as Keras's optimizers apply weight_decay")
     loss: LossSpec = Field(default_factory=lambda: CrossEntropy(name="cross_entropy"))
     class_weights: ClassWeights = Field(default_factory=ClassWeights)
-    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    checkpoint: Checkpoint | None = Field(
+        default_factory=Checkpoint, description="best-epoch selection; null = evaluate the last "
+        "epoch's weights, as model.fit without ModelCheckpoint does")
     early_stopping: EarlyStopping | None = None
     reduce_lr_on_plateau: ReduceLROnPlateau | None = None
     terminate_on_nan: bool = True
@@ -381,6 +389,14 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runs_dir: Path = Field(Path("runs"), description="root of run folders")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _sequential_by_default(cls, value: Any) -> Any:
+        # A bare `layers:` list is the common case; it needs no `name: sequential`.
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": "sequential", **value}
+        return value
 
     @field_validator("augment", mode="before")
     @classmethod

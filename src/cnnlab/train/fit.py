@@ -99,10 +99,12 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         lit.to(memory_format=torch.channels_last)
 
     history = history if history is not None else []
+    # Without a monitor Lightning keeps only last.ckpt (what resuming needs) and no best epoch.
+    monitor = cfg.checkpoint.monitor if cfg.checkpoint else None
+    mode = resolve_mode(monitor, cfg.checkpoint.mode) if monitor else "min"
     checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="best", monitor=cfg.checkpoint.monitor,
-        mode=resolve_mode(cfg.checkpoint.monitor, cfg.checkpoint.mode), save_top_k=1,
-        save_last=True, enable_version_counter=False)
+        dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
+        save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
     callbacks: list[L.Callback] = [checkpoint, EpochRecorder(on_epoch, history)]
     if cfg.early_stopping is not None:
         es = cfg.early_stopping
@@ -140,9 +142,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     last_path = checkpoint_dir / "last.ckpt"
     return TrainResult(
         status=status, epochs_run=len(history), train_seconds=seconds, history=history,
-        best_epoch=best_epoch(history, cfg.checkpoint.monitor,
-                              resolve_mode(cfg.checkpoint.monitor, cfg.checkpoint.mode)),
-        best_checkpoint=best_path if best_path and best_path.is_file() else None,
+        best_epoch=best_epoch(history, monitor, mode) if monitor else None,
+        best_checkpoint=best_path if monitor and best_path and best_path.is_file() else None,
         last_checkpoint=last_path if last_path.is_file() else None,
         stop_reason=_stop_reason(status, trainer, cfg, lit))
 
