@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import time
@@ -26,17 +25,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10" / "train"
 RESULTS = REPO / "docs" / "reproduction.json"
 TABLE = REPO / "docs" / "reproduction.md"
-PUBLISHED = re.compile(r"Published test accuracy:\s*([0-9.]+)\s*%")
-REPORT = re.compile(r"#\s*(Report \d+)[^,]*,\s*(.*?)\.?$", re.MULTILINE)
 
 
 def recipe_facts(path: Path) -> dict:
-    text = path.read_text()
-    published = PUBLISHED.search(text)
-    report = REPORT.search(text)
-    return {"published": float(published.group(1)) if published else None,
-            "report": report.group(1) if report else "",
-            "experiment": report.group(2).strip() if report else path.stem}
+    """Report, experiment and published accuracy (%) from the recipe's header comments."""
+    from cnnlab.recipes import read_recipe
+
+    recipe = read_recipe(path, path.parent.parent)
+    report, _, experiment = recipe.citation.partition("), ")
+    published = recipe.published_accuracy
+    return {"published": round(100 * published, 2) if published is not None else None,
+            "report": report.split(" (")[0], "experiment": experiment.rstrip(".") or path.stem}
 
 
 def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Path) -> dict:

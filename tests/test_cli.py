@@ -78,7 +78,7 @@ def test_set_overrides_and_runs_dir_option(tmp_path, image_folder, capsys):
 def test_listing_commands(capsys):
     for command, expected in (("datasets", "imagefolder"), ("models", "sequential"),
                               ("augmentations", "rotation"), ("losses", "focal"),
-                              ("layers", "conv_block")):
+                              ("layers", "conv_block"), ("recipes", "07_dropout_ramp")):
         code, out, _ = cli([command], capsys)
         assert code == 0 and expected in out, command
 
@@ -148,3 +148,11 @@ def test_console_script_runs_for_real(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "missing" in result.stderr
+
+
+def test_plan_prints_a_projection_without_training(tmp_path, capsys):
+    cfg = tiny_experiment(tmp_path, {"name": "digits"}, train={"epochs": 4})
+    code, out, err = cli(["plan", str(write_cfg(tmp_path, cfg)), "--steps", "2"], capsys)
+    assert code == 0, err
+    assert "MFLOPs per image" in out and "for 4 epochs" in out
+    assert not (tmp_path / "runs").exists()

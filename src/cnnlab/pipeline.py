@@ -20,6 +20,7 @@ from cnnlab.data import DataBundle, build_data
 from cnnlab.errors import RunError
 from cnnlab.evaluate import EvalResult, evaluate
 from cnnlab.models import build_model, summarize
+from cnnlab.models.backbone import preflight as preflight_weights
 from cnnlab.report.plots import plot_confusion_matrix, plot_curves
 from cnnlab.report.tables import per_class_csv_rows
 from cnnlab.store import (environment, new_run_dir, open_run, read_json, save_weights, write_csv,
@@ -64,16 +65,22 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
     record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env}
     write_json(run_dir / "metrics.json", record)
     try:
+        preflight_weights(cfg.model)  # transfer learning: missing pretrained weights fail first
         data = build_data(cfg.data)
         say(f"data: {cfg.data.name}, {data.num_classes} classes, input {data.in_shape}, "
             + ", ".join(f"{k} {len(v)}" for k, v in data.splits().items()))
         write_json(run_dir / "data.json", data.describe())
 
         net = build_model(cfg.model, data.in_shape, data.num_classes)
+        if hasattr(net, "init_from_data") and not resume:
+            # Data-dependent initialisation (e.g. fastnet's patch-whitening stem).
+            net.init_from_data(data.train.images, data.mean, data.std)
         summary = summarize(net, data.in_shape)
-        write_text(run_dir / "summary.txt", summary.text)
-        say(summary.text)
-        classifier = Classifier(net, data.mean, data.std)
+        summary_text = summary.text + _backbone_stages(net, data.in_shape)
+        write_text(run_dir / "summary.txt", summary_text)
+        say(summary_text)
+        mean, std = _input_scaling(net, data, record)
+        classifier = Classifier(net, mean, std)
 
         history = _read_history(run_dir) if resume else []
         result = train(classifier, data, cfg.train, cfg.augment,
@@ -82,11 +89,12 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
                        history=history,
                        resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
         record.update(_train_record(result, summary))
+        _record_transfer(net, run_dir, record)
         if result.status == "interrupted":
             record["status"] = "interrupted"
             record["resume"] = f"cnnlab resume {run_dir}"
             write_json(run_dir / "metrics.json", record)
-            return RunOutcome(run_dir, record, summary.text)
+            return RunOutcome(run_dir, record, summary_text)
 
         if result.best_checkpoint is not None and _restore_best(cfg):
             load_weights(classifier, result.best_checkpoint)
@@ -103,7 +111,7 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
         _write_result_files(run_dir, cfg, data, results, result.history)
         record["status"] = result.status
         write_json(run_dir / "metrics.json", record)
-        return RunOutcome(run_dir, record, summary.text)
+        return RunOutcome(run_dir, record, summary_text)
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         write_json(run_dir / "metrics.json", record)
@@ -113,6 +121,33 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
         record["error"] = f"{type(exc).__name__}: {exc}"
         write_json(run_dir / "metrics.json", record)
         raise
+
+
+# ----------------------------------------------- transfer learning (models/backbone.py)
+
+def _backbone_stages(net, in_shape) -> str:
+    """A backbone's per-stage table (trainable / frozen), appended to summary.txt."""
+    return "\n\n" + net.stage_table(in_shape) if hasattr(net, "stage_table") else ""
+
+
+def _input_scaling(net, data: DataBundle, record: dict) -> tuple:
+    """The data's mean/std, or the pretrained backbone's own (``net.input_normalization``)."""
+    preferred = getattr(net, "input_normalization", None)
+    if preferred is None:
+        return data.mean, data.std
+    record["input_normalization"] = {"mean": list(preferred[0]), "std": list(preferred[1]),
+                                     "scale": "0-255", "from": "backbone weights"}
+    return preferred
+
+
+def _record_transfer(net, run_dir: Path, record: dict) -> None:
+    """metrics.json: frozen/trainable counts and trainable layers; layers.json: every layer."""
+    if not hasattr(net, "transfer_record"):
+        return
+    transfer = net.transfer_record()
+    record["params"].update(transfer.pop("params"))
+    record.update(transfer)
+    write_json(run_dir / "layers.json", net.layer_rows())
 
 
 def _restore_best(cfg: ExperimentConfig) -> bool:
@@ -131,7 +166,8 @@ def _evaluate_splits(classifier: Classifier, data: DataBundle, cfg: ExperimentCo
                      ) -> dict[str, EvalResult]:
     splits = data.splits()
     return {name: evaluate(classifier, splits[name], data.classes,
-                           batch_size=cfg.eval.batch_size, channels_last=cfg.train.channels_last)
+                           batch_size=cfg.eval.batch_size, channels_last=cfg.train.channels_last,
+                           tta=cfg.eval.tta)
             for name in cfg.eval.splits if name in splits}
 
 
@@ -167,4 +203,172 @@ def _number(text: str) -> float:
     return int(value) if value.is_integer() and abs(value) < 1e15 else value
 
 
-__all__ = ["RunOutcome", "resume_experiment", "run_experiment"]
+
+# ------------------------------------------------------------------ results of saved runs
+# Repeats, evaluation of saved weights on other data, and predictions for new images. These
+# wire the same stages as run_experiment; their imports are local to keep `cnnlab run` lean.
+
+@dataclass
+class SeedsOutcome:
+    group: str
+    seeds: list[int]
+    outcomes: list[RunOutcome]
+
+
+def run_seeds(cfg: ExperimentConfig, seeds: int, *, say: Say = print,
+              on_run: Callable[[int, RunOutcome], None] = lambda seed, outcome: None
+              ) -> SeedsOutcome:
+    """Run ``cfg`` once per seed: ``train.seed`` = base seed + i for i < ``seeds``.
+
+    ``data.split_seed`` is left alone, so every seed trains and is scored on the same split.
+    Each seed is an ordinary run folder under ``runs/<name>/``; its metrics.json gains
+    ``group`` (shared id), ``group_size`` and ``seed``. Only the first seed's stage output
+    (data line, model summary) goes to ``say``. A diverged seed does not stop the others; an
+    interrupted one does.
+    """
+    import secrets
+    from datetime import datetime
+
+    from cnnlab.errors import ConfigError
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}.")
+    group = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    base = cfg.train.seed
+    done: list[RunOutcome] = []
+    for i in range(seeds):
+        seed = base + i
+        seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+        run_dir = new_run_dir(seed_cfg.runs_dir, seed_cfg.name)
+        write_yaml(run_dir / "config.yaml", seed_cfg.model_dump(mode="json"))
+        tag = {"group": group, "group_size": seeds, "seed": seed}
+        try:
+            outcome = _run_in(run_dir, seed_cfg, say=say if i == 0 else (lambda text: None),
+                              resume=False)
+        finally:
+            _tag_metrics(run_dir, tag)
+        outcome.metrics.update(tag)
+        done.append(outcome)
+        on_run(seed, outcome)
+        if outcome.metrics.get("status") == "interrupted":
+            break
+    return SeedsOutcome(group, [base + i for i in range(len(done))], done)
+
+
+def _tag_metrics(run_dir: Path, tag: dict) -> None:
+    path = run_dir / "metrics.json"
+    record = read_json(path) if path.is_file() else {}
+    record.update(tag)
+    write_json(path, record)
+
+
+@dataclass
+class EvaluationOutcome:
+    eval_dir: Path
+    record: dict  # what metrics.json holds; the scores are under "eval"
+
+
+def evaluate_run(run_dir: Path, *, data_name: str = "imagefolder", data_root: Path | None = None,
+                 overrides: list[str] | tuple[str, ...] = (), split: str = "all",
+                 tta: bool = False, say: Say = print) -> EvaluationOutcome:
+    """Score a run's saved weights on other labelled data, into ``RUN/evaluations/<id>/``.
+
+    The data section starts from the run's own (``name``/``root`` replaced, no class subset or
+    cap) and takes ``data.x=y`` overrides; images are resized to the run's input shape. Class
+    names must be the run's (a subset is fine). Writes metrics.json (scores under ``eval``),
+    per_class.csv, confusion_matrix.csv/.png and predictions.csv.
+    """
+    import secrets
+    import time
+    from datetime import datetime
+
+    from cnnlab.config import apply_override
+    from cnnlab.evaluate.inputs import load_labelled
+    from cnnlab.evaluate.metrics import classification_metrics
+    from cnnlab.evaluate.predict import PREDICTION_FIELDS, predict_with_tta, prediction_rows
+    from cnnlab.store.artifact import load_run
+
+    saved = load_run(run_dir)
+    raw = saved.cfg.model_dump(mode="json")
+    raw["data"] = {**raw["data"], "name": data_name,
+                   "root": str(data_root) if data_root is not None else None,
+                   "classes": None, "max_per_class": None}
+    for override in overrides:
+        apply_override(raw, override if override.startswith("data.") else f"data.{override}")
+    data_cfg = validate_config(raw, source="the evaluation data options").data
+    labelled = load_labelled(data_cfg, saved.classes, saved.in_shape, split)
+    say(f"evaluating {saved.run_dir} on {data_cfg.name}"
+        f"{f' {data_cfg.root}' if data_cfg.root else ''} ({', '.join(labelled.parts)}): "
+        f"{len(labelled.labels)} images")
+    started = time.perf_counter()
+    probs = predict_with_tta(saved.classifier, labelled.images, tta=tta,
+                             batch_size=saved.cfg.eval.batch_size)
+    speed = len(labelled.labels) / max(time.perf_counter() - started, 1e-9)
+    metrics = classification_metrics(probs, labelled.labels, saved.classes)
+
+    eval_dir = Path(saved.run_dir) / "evaluations" / (
+        f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}")
+    eval_dir.mkdir(parents=True, exist_ok=False)
+    record = {"status": "completed", "kind": "evaluation", "name": saved.cfg.name,
+              "run_dir": str(saved.run_dir),
+              "data": {"name": data_cfg.name, "root": str(data_cfg.root) if data_cfg.root else None,
+                       "parts": labelled.parts, "n": len(labelled.labels),
+                       "in_shape": list(saved.in_shape), "tta": tta,
+                       "overrides": list(overrides)},
+              "eval": metrics, "predict_images_per_s": speed, **environment()}
+    rows = [{"split": "eval", **row} for row in per_class_csv_rows(metrics)]
+    write_csv(eval_dir / "per_class.csv", rows, PER_CLASS_FIELDS)
+    cm = metrics["confusion_matrix"]
+    write_csv(eval_dir / "confusion_matrix.csv",
+              [{"true": name, **dict(zip(saved.classes, counts))}
+               for name, counts in zip(saved.classes, cm)], ["true", *saved.classes])
+    plot_confusion_matrix(cm, saved.classes, eval_dir / "confusion_matrix.png",
+                          title=f"{saved.cfg.name} on {data_cfg.name} ({len(labelled.labels)} images)")
+    write_csv(eval_dir / "predictions.csv",
+              prediction_rows(labelled.ids, probs, labelled.labels, saved.classes), PREDICTION_FIELDS)
+    write_json(eval_dir / "metrics.json", record)
+    return EvaluationOutcome(eval_dir, record)
+
+
+@dataclass
+class PredictOutcome:
+    out: Path
+    count: int
+    label_counts: dict[str, int]
+    columns: list[str]
+
+
+def predict_run(run_dir: Path, source: Path, out: Path, *, probabilities: bool = False,
+                tta: bool = False, id_column: str = "id", path_column: str | None = None,
+                chunk: int = 2048) -> PredictOutcome:
+    """Write ``id,label`` (Kaggle style; with ``probabilities`` one column per class) for an
+    image folder, one image or a CSV of ids and image paths. Images are decoded ``chunk`` at a
+    time so a large folder never sits in memory whole."""
+    from cnnlab.evaluate.inputs import decode_inputs, resolve_inputs
+    from cnnlab.evaluate.predict import predict_with_tta
+    from cnnlab.store.artifact import load_run
+
+    saved = load_run(run_dir)
+    inputs = resolve_inputs(source, id_column=id_column, path_column=path_column)
+    # A class literally named "id" or "label" would collide with those columns.
+    prefix = "p_" if {"id", "label"} & set(saved.classes) else ""
+    prob_columns = [f"{prefix}{name}" for name in saved.classes] if probabilities else []
+    rows: list[dict] = []
+    for start in range(0, len(inputs.paths), chunk):
+        images = decode_inputs(inputs.paths[start:start + chunk], saved.in_shape)
+        probs = predict_with_tta(saved.classifier, images, tta=tta,
+                                 batch_size=saved.cfg.eval.batch_size)
+        for offset, (best, p) in enumerate(zip(probs.argmax(dim=1).tolist(), probs.tolist())):
+            row = {"id": inputs.ids[start + offset], "label": saved.classes[best]}
+            row.update({col: round(v, 6) for col, v in zip(prob_columns, p)})
+            rows.append(row)
+    out = Path(out)
+    write_csv(out, rows, ["id", "label", *prob_columns])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["label"]] = counts.get(row["label"], 0) + 1
+    return PredictOutcome(out, len(rows), counts, ["id", "label", *prob_columns])
+
+
+__all__ = ["EvaluationOutcome", "PredictOutcome", "RunOutcome", "SeedsOutcome", "evaluate_run",
+           "predict_run", "resume_experiment", "run_experiment", "run_seeds"]

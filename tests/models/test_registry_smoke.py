@@ -30,6 +30,15 @@ EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
         ],
         "output_l2": 1e-4,
     },
+    "resnet_cifar": {"depth": 8, "width": 4, "dropout": 0.1, "head_l2": 1e-4},
+    "squeezenet": {"stem_filters": 8, "stages": [[2], [4]], "batchnorm": True},
+    "vgg": {"blocks": [4, 8], "convs_per_block": [1, 2], "batchnorm": "after_activation",
+            "dropout": 0.1, "l2": 1e-4, "dense": [16], "dense_batchnorm": True},
+    "fastnet": {"widths": [4, 8], "whiten_width": 8},
+    # Transfer learning: a library backbone without weights (offline-safe), grayscale repeated.
+    "backbone": {"backbone": "torchvision:squeezenet1_1", "pretrained": False,
+                 "head": [{"global_avg_pool": {}}, {"dense": {"units": 8, "activation": "relu"}},
+                          {"dropout": {"rate": 0.2}}]},
 }
 
 NUM_CLASSES = 5

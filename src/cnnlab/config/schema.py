@@ -266,10 +266,11 @@ class SequentialModelConfig(Strict):
 # Imported here, after the layer specs they may use (e.g. a backbone's head), to avoid a cycle.
 from cnnlab.config.backbone import BackboneModelConfig  # noqa: E402
 from cnnlab.config.classic import ResNetCifarConfig, SqueezeNetConfig, VGGConfig  # noqa: E402
+from cnnlab.config.fastnet import FastNetConfig  # noqa: E402
 
 ModelConfig = Annotated[
     Union[SequentialModelConfig, ResNetCifarConfig, SqueezeNetConfig, VGGConfig,
-          BackboneModelConfig],
+          BackboneModelConfig, FastNetConfig],
     Field(discriminator="name"),
 ]
 
@@ -322,6 +323,25 @@ class ReduceLROnPlateau(Strict):
     min_lr: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class ScheduleConfig(Strict):
+    """A per-step LR multiplier: warm-up over ``warmup`` of the run, then the named shape."""
+
+    name: Literal["constant", "linear", "cosine"] = "linear"
+    warmup: Fraction = Field(0.0, description="fraction of all steps spent warming up")
+    start_factor: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.0, description="LR multiplier at step 0 of the warm-up")
+    final_factor: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.0, description="LR multiplier at the last step")
+
+
+class EMA(Strict):
+    """Exponential moving average of the weights (evaluated and saved instead of the raw ones)."""
+
+    decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
+    every_n_steps: PositiveInt = 1
+    start_step: Annotated[int, Field(ge=0)] = 0
+
+
 class TrainConfig(Strict):
     """Optimiser, loss, callbacks and the machine to train on."""
 
@@ -340,6 +360,10 @@ class TrainConfig(Strict):
         "epoch's weights, as model.fit without ModelCheckpoint does")
     early_stopping: EarlyStopping | None = None
     reduce_lr_on_plateau: ReduceLROnPlateau | None = None
+    schedule: ScheduleConfig | None = Field(None, description="per-step LR schedule")
+    norm_bias_lr_mult: Annotated[float, Field(gt=0.0)] = Field(
+        1.0, description="LR multiplier for BatchNorm parameters and biases (speed recipes: 64)")
+    ema: EMA | None = None
     terminate_on_nan: bool = True
     seed: int = 42
     device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
@@ -347,6 +371,13 @@ class TrainConfig(Strict):
     channels_last: bool = Field(True, description="NHWC memory layout (faster convs on CPU)")
     threads: PositiveInt | None = Field(None, description="CPU threads; default: all cores")
     progress_bar: bool = True
+
+    @model_validator(mode="after")
+    def _one_lr_policy(self) -> "TrainConfig":
+        if self.schedule is not None and self.reduce_lr_on_plateau is not None:
+            raise ValueError("schedule (per step) and reduce_lr_on_plateau (per epoch) both set "
+                             "the learning rate: keep one")
+        return self
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -360,7 +391,8 @@ class TrainConfig(Strict):
             return {"mode": "none"}
         return {"mode": value} if isinstance(value, str) else value
 
-    @field_validator("checkpoint", "early_stopping", "reduce_lr_on_plateau", mode="before")
+    @field_validator("checkpoint", "early_stopping", "reduce_lr_on_plateau", "schedule", "ema",
+                     mode="before")
     @classmethod
     def _true_means_defaults(cls, value: Any) -> Any:
         if value is True:
@@ -372,6 +404,9 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     batch_size: PositiveInt = Field(1024, description="no-grad batches: larger is faster")
+    tta: Literal["none", "flip", "flip_shift"] = Field(
+        "none", description="test-time augmentation: average over the mirror image (and one-pixel "
+        "shifts of both)")
     splits: list[Literal["val", "test"]] = Field(default_factory=lambda: ["val", "test"])
 
 

@@ -7,7 +7,6 @@ array data and normalization happen once for all sources in :mod:`cnnlab.data.bu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

@@ -20,13 +20,14 @@ from typing import Callable, Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from cnnlab.config.schema import AugmentSpec, TrainConfig
 from cnnlab.data import DataBundle, make_loader
 from cnnlab.data.augment import build_augment
 from cnnlab.errors import ConfigError
 from cnnlab.train.classifier import Classifier
+from cnnlab.train.finetune import finetune_callbacks
 from cnnlab.train.losses import build_loss, class_weight_vector
 from cnnlab.train.module import LitClassifier, resolve_mode
 
@@ -91,10 +92,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    weights = class_weight_vector(cfg.class_weights, data.classes,
-                                  data.train.class_counts(data.num_classes))
-    lit = LitClassifier(classifier, cfg=cfg, loss=build_loss(cfg.loss, weights),
-                        val_loss=build_loss(cfg.loss, None), augment=build_augment(augment))
+    lit = make_lit_module(classifier, data, cfg, augment)
     if cfg.channels_last:
         lit.to(memory_format=torch.channels_last)
 
@@ -106,6 +104,12 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
         save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
     callbacks: list[L.Callback] = [checkpoint, EpochRecorder(on_epoch, history)]
+    if cfg.ema is not None:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
+                                            update_every_n_steps=cfg.ema.every_n_steps,
+                                            update_starting_at_step=cfg.ema.start_step))
+    # Transfer learning: a backbone's two-phase schedule unfreezes layers (train/finetune.py).
+    callbacks.extend(finetune_callbacks(classifier.net))
     if cfg.early_stopping is not None:
         es = cfg.early_stopping
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=resolve_mode(es.monitor, es.mode),
@@ -146,6 +150,16 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         best_checkpoint=best_path if monitor and best_path and best_path.is_file() else None,
         last_checkpoint=last_path if last_path.is_file() else None,
         stop_reason=_stop_reason(status, trainer, cfg, lit))
+
+
+def make_lit_module(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
+                    augment: Sequence[AugmentSpec]) -> LitClassifier:
+    """The LightningModule of a run: its loss (class-weighted from the training counts) and
+    its batch augmentation."""
+    weights = class_weight_vector(cfg.class_weights, data.classes,
+                                  data.train.class_counts(data.num_classes))
+    return LitClassifier(classifier, cfg=cfg, loss=build_loss(cfg.loss, weights),
+                         val_loss=build_loss(cfg.loss, None), augment=build_augment(augment))
 
 
 def best_epoch(history: Sequence[EpochRow], monitor: str, mode: str) -> int | None:

@@ -17,7 +17,9 @@ from torch import nn
 from cnnlab.config.schema import TrainConfig
 from cnnlab.models import l2_penalty
 from cnnlab.train.classifier import Classifier
+from cnnlab.train.finetune import finetune_param_groups
 from cnnlab.train.optim import apply_decoupled_weight_decay, build_optimizer
+from cnnlab.train.schedules import build_step_scheduler
 
 METRIC_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max"}
 
@@ -41,18 +43,26 @@ class LitClassifier(L.LightningModule):
         return self.model(pixels)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(batch, training=training)
+
+    def prepare_batch(self, batch, *, training: bool):
+        """uint8 (B, C, H, W) -> float on the 0-255 scale, augmented when training."""
         images, labels = batch
-        x = images.float()  # (B, C, H, W) on the 0-255 scale
-        if self.trainer is not None and self.trainer.training:
+        x = images.float()
+        if training:
             x = self.augment(x)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels
 
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor):
+        logits = self(x)
+        return self.loss_fn(logits, y) + l2_penalty(self.model.net), logits
+
     def training_step(self, batch, batch_idx: int):
         x, y = batch
-        logits = self(x)
-        loss = self.loss_fn(logits, y) + l2_penalty(self.model.net)
+        loss, logits = self.compute_loss(x, y)
         if self.cfg.terminate_on_nan and not torch.isfinite(loss):
             # Keras TerminateOnNaN: stop now; returning None skips this optimizer step.
             self.diverged_at = self.global_step
@@ -76,15 +86,40 @@ class LitClassifier(L.LightningModule):
         apply_decoupled_weight_decay(optimizer, self.cfg.weight_decay)
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, self.cfg)
+        # Transfer learning: a backbone with a finetune plan brings per-stage LRs (train/finetune.py).
+        groups = finetune_param_groups(self.model, self.cfg) or param_groups(self.model, self.cfg)
+        optimizer = build_optimizer(groups, self.cfg)
         plateau = self.cfg.reduce_lr_on_plateau
-        if plateau is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=resolve_mode(plateau.monitor, plateau.mode), factor=plateau.factor,
-            patience=plateau.patience, threshold=plateau.min_delta, threshold_mode="abs",
-            min_lr=plateau.min_lr)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": plateau.monitor,
-                                 "interval": "epoch", "strict": True}}
+        if plateau is not None:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=resolve_mode(plateau.monitor, plateau.mode), factor=plateau.factor,
+                patience=plateau.patience, threshold=plateau.min_delta, threshold_mode="abs",
+                min_lr=plateau.min_lr)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "monitor": plateau.monitor,
+                                     "interval": "epoch", "strict": True}}
+        if self.cfg.schedule is not None:
+            total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+            scheduler = build_step_scheduler(optimizer, self.cfg.schedule, int(total))
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters in two groups: weights, and norm parameters plus biases.
+
+    The second group's LR is ``lr * norm_bias_lr_mult`` (the speed recipes train BatchNorm
+    biases much faster than weights); one group when the multiplier is 1.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.norm_bias_lr_mult == 1.0:
+        return [{"params": [p for _, p in trainable]}]
+    norm_ids = {id(p) for m in model.modules()
+                if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+                for p in m.parameters(recurse=False)}
+    scaled = [p for n, p in trainable if id(p) in norm_ids or n.endswith("bias")]
+    scaled_ids = {id(p) for p in scaled}
+    weights = [p for _, p in trainable if id(p) not in scaled_ids]
+    return [{"params": weights},
+            {"params": scaled, "lr": cfg.lr * cfg.norm_bias_lr_mult}]

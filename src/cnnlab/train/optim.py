@@ -15,7 +15,8 @@ import torch
 from cnnlab.config.schema import TrainConfig
 from cnnlab.registry import Registry
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
+Params = Iterable[torch.nn.Parameter] | list[dict]
+OptimizerFactory = Callable[[Params, TrainConfig], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 
 
@@ -40,7 +41,7 @@ def _rmsprop(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-7, momentum=cfg.momentum)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: Params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS.get(cfg.optimizer)(params, cfg)
 
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Wall-clock seconds until a recipe first reaches each target accuracy on held-out CIFAR-10.
+
+Trains RECIPE on a stratified 45,000 / 5,000 split of ../shared/datasets/cifar10/train and
+prints, from the per-epoch validation history: seconds until 80/85/88/90/91/92% is first
+reached on the 5,000 held-out images, the final accuracy with and without test-time
+augmentation, training images/s, and achieved GFLOP/s against this machine's fp32 matmul
+peak (measured here). Appends the figures to docs/performance.md.
+
+    .venv/bin/python bench/time_to_accuracy.py recipes/cifar10_fast/quick.yaml [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "datasets" / "cifar10" / "train"
+TARGETS = (80, 85, 88, 90, 91, 92)
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def main() -> int:
+    from cnnlab.config import load_config
+    from cnnlab.data import build_data
+    from cnnlab.evaluate import evaluate
+    from cnnlab.models import build_model
+    from cnnlab.pipeline import run_experiment
+    from cnnlab.plan import forward_flops
+    from cnnlab.train import Classifier
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"{args.data} is absent", file=sys.stderr)
+        return 2
+    overrides = [f"data.root={args.data.resolve()}", "data.name=imagefolder", "data.val_split=0.1",
+                 "data.test_split=0.0", "data.split_seed=0", f"train.seed={args.seed}",
+                 "train.progress_bar=false", f"runs_dir={REPO / 'runs' / 'bench'}", *args.overrides]
+    cfg = load_config(args.recipe, overrides)
+    peak = matmul_peak_gflops()
+    outcome = run_experiment(cfg, say=lambda text: None)
+    history = [r for r in outcome.metrics.get("history", [])] or _read_history(outcome.run_dir)
+
+    elapsed, reached = 0.0, {}
+    for row in history:
+        elapsed += row["seconds"]
+        for target in TARGETS:
+            if target not in reached and row["val_accuracy"] * 100 >= target:
+                reached[target] = round(elapsed, 1)
+
+    data = build_data(cfg.data)
+    net = build_model(cfg.model, data.in_shape, data.num_classes)
+    classifier = Classifier(net, data.mean, data.std)
+    classifier.load_state_dict(load_file(str(outcome.run_dir / "model.safetensors")))
+    plain = evaluate(classifier, data.val, data.classes, tta="none").metrics["accuracy"]
+    tta = evaluate(classifier, data.val, data.classes, tta="flip_shift").metrics["accuracy"]
+    train_seconds = outcome.metrics["train_seconds"]
+    images_per_s = len(data.train) * len(history) / train_seconds
+    gflops = 3 * forward_flops(classifier, data.in_shape) * images_per_s / 1e9  # fwd + 2x bwd
+    figures = {
+        "recipe": str(args.recipe), "seed": args.seed, "seconds_to_target": reached,
+        "final_accuracy": round(100 * plain, 2), "final_accuracy_tta": round(100 * tta, 2),
+        "epochs": len(history), "train_seconds": round(train_seconds, 1),
+        "train_images_per_s": round(images_per_s, 1), "achieved_gflops": round(gflops, 1),
+        "matmul_peak_gflops": round(peak, 1), "run_dir": str(outcome.run_dir),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(figures))
+    with (REPO / "docs" / "performance.md").open("a") as doc:
+        doc.write(f"\n- time_to_accuracy `{args.recipe}` seed {args.seed} "
+                  f"({figures['measured_at']}): `{json.dumps(figures)}`\n")
+    return 0
+
+
+def _read_history(run_dir: Path) -> list[dict]:
+    import csv
+
+    with (run_dir / "history.csv").open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

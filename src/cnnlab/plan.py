@@ -1,0 +1,130 @@
+"""``cnnlab plan``: what an experiment will cost on this machine, before anything is trained.
+
+Counts parameters and forward FLOPs per image, times a few real training steps (the same
+LightningModule step: augmentation, forward, loss, backward, optimizer) and a validation pass
+sample, and projects the time per epoch and for the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab.config import ExperimentConfig
+from cnnlab.data import build_data, make_loader
+from cnnlab.evaluate import predict_probs
+from cnnlab.models import build_model, summarize
+from cnnlab.train import Classifier
+from cnnlab.train.fit import make_lit_module
+
+
+@dataclass
+class Plan:
+    params: int
+    trainable_params: int
+    mflops_per_image: float
+    train_images: int
+    val_images: int
+    batch_size: int
+    steps_per_epoch: int
+    seconds_per_step: float
+    train_images_per_s: float
+    eval_images_per_s: float
+    seconds_per_epoch: float
+    epochs: int
+    seconds_total: float
+    threads: int
+
+    def to_text(self) -> str:
+        return "\n".join([
+            f"parameters: {self.params:,} ({self.trainable_params:,} trainable)",
+            f"forward: {self.mflops_per_image:,.1f} MFLOPs per image",
+            f"training: {self.steps_per_epoch} steps of {self.batch_size} a epoch, "
+            f"{self.seconds_per_step * 1000:.0f} ms a step measured "
+            f"({self.train_images_per_s:,.0f} images/s, {self.threads} threads)",
+            f"validation: {self.val_images:,} images at {self.eval_images_per_s:,.0f} images/s",
+            f"projected: {self.seconds_per_epoch:,.1f} s an epoch, "
+            f"{_minutes(self.seconds_total)} for {self.epochs} epochs "
+            "(less if early stopping ends it)",
+        ])
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -> Plan:
+    torch.set_num_threads(cfg.train.threads or max(1, os.cpu_count() or 1))
+    data = build_data(cfg.data)
+    net = build_model(cfg.model, data.in_shape, data.num_classes)
+    if hasattr(net, "init_from_data"):
+        net.init_from_data(data.train.images[:512], data.mean, data.std)
+    summary = summarize(net, data.in_shape)
+    classifier = Classifier(net, data.mean, data.std)
+    flops = forward_flops(classifier, data.in_shape)
+
+    lit = make_lit_module(classifier, data, cfg.train, cfg.augment)
+    seconds_per_step = time_training_steps(lit, data, cfg, steps=steps, warmup=warmup)
+    batch_size = cfg.train.batch_size
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    val_images = len(data.val) if data.val is not None else 0
+    eval_speed = 0.0
+    if val_images:
+        sample = data.val.images[: min(val_images, 2048)]
+        predict_probs(classifier, sample[:64], channels_last=cfg.train.channels_last)  # warm-up
+        _, eval_speed = predict_probs(classifier, sample, batch_size=max(batch_size, 512),
+                                      channels_last=cfg.train.channels_last)
+    epoch = steps_per_epoch * seconds_per_step + (val_images / eval_speed if eval_speed else 0.0)
+    return Plan(
+        params=summary.total, trainable_params=summary.trainable,
+        mflops_per_image=flops / 1e6, train_images=len(data.train), val_images=val_images,
+        batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+        seconds_per_step=seconds_per_step, train_images_per_s=batch_size / seconds_per_step,
+        eval_images_per_s=eval_speed, seconds_per_epoch=epoch, epochs=cfg.train.epochs,
+        seconds_total=epoch * cfg.train.epochs, threads=torch.get_num_threads())
+
+
+def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:
+    """FLOPs (a multiply-add counts 2) of one image's forward pass."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *in_shape))
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int) -> float:
+    """Median seconds of full training steps on real batches (after ``warmup`` untimed steps)."""
+    optimizer = lit.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    if cfg.train.channels_last:
+        lit.to(memory_format=torch.channels_last)
+    lit.train()
+    loader = make_loader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
+    times: list[float] = []
+    batches = iter(loader)
+    for i in range(warmup + steps):
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            images, labels = next(batches)
+        started = time.perf_counter()
+        x, y = lit.prepare_batch((images, labels), training=True)
+        loss, _ = lit.compute_loss(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

@@ -1,0 +1,39 @@
+"""`plan_experiment`: parameter count, FLOPs and a projected epoch time before training."""
+
+import torch
+
+from cnnlab.config import validate_config
+from cnnlab.plan import forward_flops, plan_experiment
+from conftest import tiny_experiment
+
+
+def test_forward_flops_of_a_linear_layer():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5, bias=False))
+    assert forward_flops(model, (3, 2, 2)) == 2 * 12 * 5
+
+
+def test_plan_projects_epochs_from_measured_steps(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 3, "batch_size": 32}))
+    plan = plan_experiment(cfg, steps=3, warmup=1)
+    assert plan.params > 0 and plan.mflops_per_image > 0
+    assert plan.steps_per_epoch == -(-plan.train_images // 32)
+    assert plan.seconds_per_step > 0 and plan.eval_images_per_s > 0
+    assert plan.seconds_total == plan.seconds_per_epoch * 3
+    assert "projected" in plan.to_text()
+    assert not list((tmp_path / "runs").glob("**/metrics.json"))  # nothing was trained or stored
+
+
+def test_ema_and_step_schedule_run_end_to_end(tmp_path):
+    from cnnlab.pipeline import run_experiment
+
+    cfg = validate_config(tiny_experiment(
+        tmp_path, {"name": "digits"},
+        train={"epochs": 2, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
+               "norm_bias_lr_mult": 4.0, "ema": {"decay": 0.9},
+               "schedule": {"name": "linear", "warmup": 0.2}},
+        eval={"tta": "flip"}))
+    outcome = run_experiment(cfg, say=lambda text: None)
+    assert outcome.metrics["status"] == "completed"
+    lrs = [row.split(",")[5] for row in (outcome.run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert float(lrs[0]) < 0.05  # the first epoch started in the warm-up
