@@ -43,6 +43,7 @@ def main() -> int:
     from cnnlab.models import build_model
     from cnnlab.pipeline import run_experiment
     from cnnlab.plan import forward_flops
+    from cnnlab.store import read_history
     from cnnlab.train import Classifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,7 +61,7 @@ def main() -> int:
     cfg = load_config(args.recipe, overrides)
     peak = matmul_peak_gflops()
     outcome = run_experiment(cfg, say=lambda text: None)
-    history = [r for r in outcome.metrics.get("history", [])] or _read_history(outcome.run_dir)
+    history = read_history(outcome.run_dir)
 
     elapsed, reached = 0.0, {}
     for row in history:
@@ -91,13 +92,6 @@ def main() -> int:
         doc.write(f"\n- time_to_accuracy `{args.recipe}` seed {args.seed} "
                   f"({figures['measured_at']}): `{json.dumps(figures)}`\n")
     return 0
-
-
-def _read_history(run_dir: Path) -> list[dict]:
-    import csv
-
-    with (run_dir / "history.csv").open() as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 if __name__ == "__main__":

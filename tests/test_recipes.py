@@ -179,6 +179,10 @@ def test_recipe_trains_one_epoch_on_tiny_data_of_its_shape(recipe: Recipe, tmp_p
         if size > 64 and recipe.name != KEEP_224:
             size = 64
             overrides.append("data.image_size=64")
+    if cfg.model.name == "backbone":  # offline here: no library weights, a smaller input
+        overrides.append("model.pretrained=false")
+        if cfg.model.input_size:
+            overrides.append("model.input_size=64")
     npz = tiny_npz(tmp_path / "tiny.npz", classes, channels, size)
 
     cfg = load_config(recipe.path, overrides + [

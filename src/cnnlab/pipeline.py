@@ -8,8 +8,6 @@ diverged, failed or interrupted.
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +21,8 @@ from cnnlab.models import build_model, summarize
 from cnnlab.models.backbone import preflight as preflight_weights
 from cnnlab.report.plots import plot_confusion_matrix, plot_curves
 from cnnlab.report.tables import per_class_csv_rows
-from cnnlab.store import (environment, new_run_dir, open_run, read_json, save_weights, write_csv,
+from cnnlab.store import (environment, new_run_dir, open_run, read_history, read_json,
+                          save_weights, write_csv,
                           write_json, write_text, write_yaml)
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 
@@ -82,7 +81,7 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
         mean, std = _input_scaling(net, data, record)
         classifier = Classifier(net, mean, std)
 
-        history = _read_history(run_dir) if resume else []
+        history = read_history(run_dir) if resume else []
         result = train(classifier, data, cfg.train, cfg.augment,
                        checkpoint_dir=run_dir / "checkpoints",
                        on_epoch=lambda row: write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
@@ -187,20 +186,7 @@ def _write_result_files(run_dir: Path, cfg: ExperimentConfig, data: DataBundle,
     plot_curves(history, run_dir / "curves.png", title=cfg.name)
 
 
-def _read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return math.nan
-    return int(value) if value.is_integer() and abs(value) < 1e15 else value
 
 
 

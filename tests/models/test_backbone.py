@@ -4,6 +4,7 @@ eval mode; weights load from a file or the libraries' caches; no network fails a
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -294,11 +295,21 @@ def test_an_unanswering_network_is_given_up_within_seconds(no_weights_anywhere, 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(60))
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # a connection attempt that never answers
+        release.wait(60)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     started = time.perf_counter()
-    with pytest.raises(ConfigError, match="no network"):
-        build_model(model_cfg(backbone="torchvision:squeezenet1_1", pretrained=True), (3, 32, 32), 4)
-    assert time.perf_counter() - started < 10
+    try:
+        with pytest.raises(ConfigError, match="no network"):
+            build_model(model_cfg(backbone="torchvision:squeezenet1_1", pretrained=True),
+                        (3, 32, 32), 4)
+        assert time.perf_counter() - started < 10
+    finally:
+        release.set()
 
 
 def test_skip_pretrained_weights_builds_the_same_net_offline(no_weights_anywhere) -> None:

@@ -117,7 +117,7 @@ def _reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEOUT_S) -
         try:
             with socket.create_connection((host, port), timeout=timeout):
                 result.append(True)
-        except OSError:
+        except Exception:  # noqa: BLE001  any failure means: no network
             result.append(False)
 
     thread = threading.Thread(target=attempt, daemon=True)

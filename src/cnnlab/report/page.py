@@ -12,8 +12,6 @@ Where the data can no longer be read, the report says so and goes on without the
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,7 +20,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.report.document import (Block, Bullets, Code, Heading, Image, Paragraph, TableBlock,
                                     render_html, render_markdown)
 from cnnlab.report.observations import ACCURACY_GAP, LOSS_GAP, f1_deltas, observations
-from cnnlab.store import open_run, write_csv, write_text
+from cnnlab.store import open_run, read_history, write_csv, write_text
 from cnnlab.store.catalog import RunRecord, read_run
 
 HARD_EXAMPLES = 16
@@ -67,21 +65,6 @@ def primary_split(metrics: Mapping) -> str | None:
         if isinstance(metrics.get(split), Mapping) and "per_class" in metrics[split]:
             return split
     return None
-
-
-def read_history(run_dir: Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # ------------------------------------------------------------------------ hard examples

@@ -1,7 +1,7 @@
 """The store: run folders, written atomically, with everything needed to trace a result."""
 
-from cnnlab.store.run import (environment, new_run_dir, open_run, read_json, save_weights,
-                              write_csv, write_json, write_text, write_yaml)
+from cnnlab.store.run import (environment, new_run_dir, open_run, read_history, read_json,
+                              save_weights, write_csv, write_json, write_text, write_yaml)
 
-__all__ = ["environment", "new_run_dir", "open_run", "read_json", "save_weights", "write_csv",
-           "write_json", "write_text", "write_yaml"]
+__all__ = ["environment", "new_run_dir", "open_run", "read_history", "read_json", "save_weights",
+           "write_csv", "write_json", "write_text", "write_yaml"]

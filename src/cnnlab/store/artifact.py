@@ -16,6 +16,7 @@ from cnnlab.config import ExperimentConfig, validate_config
 from cnnlab.config.load import read_yaml
 from cnnlab.errors import RunError
 from cnnlab.models import build_model
+from cnnlab.models.backbone import skip_pretrained_weights
 from cnnlab.store.run import open_run, read_json
 from cnnlab.train import Classifier
 
@@ -53,7 +54,11 @@ def load_run(run_dir: Path) -> SavedRun:
     channels = in_shape[0]
     mean = info.get("mean") or [0.0] * channels
     std = info.get("std") or [1.0] * channels
-    net = build_model(cfg.model, in_shape, len(classes))
+    # The saved weights replace any pretrained ones: do not look for (or download) those.
+    with skip_pretrained_weights():
+        net = build_model(cfg.model, in_shape, len(classes))
+    # A backbone scales its input as its weights expect, whatever the data's statistics were.
+    mean, std = getattr(net, "input_normalization", None) or (mean, std)
     classifier = Classifier(net, mean, std)
     state = load_file(str(run_dir / "model.safetensors"))
     try:

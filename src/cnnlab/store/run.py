@@ -9,15 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import secrets
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import yaml
@@ -37,17 +39,24 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     return path
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
+@contextmanager
+def atomic_target(path: Path) -> Iterator[str]:
+    """A temporary file name beside ``path``; renamed onto ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    with atomic_target(path) as tmp:
+        Path(tmp).write_bytes(data)
     return path
 
 
@@ -72,6 +81,23 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fieldnames: Sequenc
     return write_text(path, buffer.getvalue())
 
 
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    """The per-epoch rows of a run's history.csv (numbers; NaN where a value is missing)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return math.nan
+    return int(value) if value.is_integer() and abs(value) < 1e15 else value
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -79,15 +105,8 @@ def read_json(path: Path) -> Any:
 def save_weights(module: torch.nn.Module, path: Path, metadata_: Mapping[str, str] | None = None) -> Path:
     """The module's state dict as safetensors (tensors only: safe to load from anywhere)."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         save_file(state, tmp, metadata=dict(metadata_ or {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -41,6 +41,8 @@ warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*is an invalid version and will not be supported.*")
 # Returning None from training_step is how a non-finite loss skips its update (TerminateOnNaN).
 warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")
+# Frozen backbone BatchNorm layers are kept in eval mode on purpose (bn: frozen).
+warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
 # A resumed run reuses its checkpoints folder on purpose.
 warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
