@@ -150,8 +150,9 @@ def write_table(rows: dict[str, dict]) -> None:
     missing = [recipe for recipe in REQUIRED if recipe not in rows]
     if missing:
         lines += ["", "## Not measured yet", ""]
-        lines += [f"- `{recipe}`: `.venv/bin/python bench/reproduce.py {recipe}`"
-                  + (" --max-epochs 30" if "report003" in recipe else "") for recipe in missing]
+        lines += [f"- `{recipe}`: `.venv/bin/python bench/reproduce.py "
+                  + ("--max-epochs 30 " if "report003" in recipe else "") + f"{recipe}`"
+                  for recipe in missing]
     notes = [row for row in rows.values() if row.get("note")]
     if notes:
         lines += ["", "## Notes", ""]
