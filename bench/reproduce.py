@@ -109,8 +109,9 @@ def jpeg_section(rows: dict[str, dict], reencoded: dict[str, dict]) -> list[str]
              "The original PNG-quality CIFAR-10 is not available offline, so the cost of JPEG",
              "artefacts is measured the other way round: the same recipe, same split and seed, on",
              "a copy of the shared data decoded and saved once more as JPEG "
-             f"(quality {pairs[0][1].get('reencode_quality')}); the drop from one more generation",
-             "of artefacts at the same quality is an estimate of what the first one costs.", "",
+             f"(quality {pairs[0][1].get('reencode_quality')}); the change from one more generation",
+             "of artefacts at the same quality estimates what the first one costs. Each side is one",
+             "run (one seed), so a difference of about a point is within seed-to-seed noise.", "",
              "| recipe | shared JPEG copy % | re-encoded once more % | difference |",
              "| --- | --- | --- | --- |"]
     for original, again in pairs:
