@@ -15,7 +15,8 @@ from cnnlab.errors import DataError
 def build_data(cfg: DataConfig) -> DataBundle:
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
-    parts = {name: _cap(images, labels, cfg) for name, (images, labels) in source.parts.items()}
+    parts = {name: cap_per_class(images, labels, cfg)
+             for name, (images, labels) in source.parts.items()}
     parts = {name: conform(images, labels, cfg) for name, (images, labels) in parts.items()}
     _check_classes(source.classes, parts["train"][1], cfg)
 
@@ -65,7 +66,7 @@ def select_classes(source: SourceData, wanted: list[str] | None) -> SourceData:
     return SourceData(list(wanted), parts)
 
 
-def _cap(images: torch.Tensor, labels: torch.Tensor, cfg: DataConfig):
+def cap_per_class(images: torch.Tensor, labels: torch.Tensor, cfg: DataConfig):
     keep = select_per_class(labels.numpy(), cfg.max_per_class, cfg.split_seed)
     if len(keep) == len(labels):
         return images, labels

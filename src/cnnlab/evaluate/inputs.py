@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data.build import conform
+from cnnlab.data.build import cap_per_class, conform
 from cnnlab.data.imagefolder import IMAGE_SUFFIXES, decode_all, list_images
 from cnnlab.data.select import select_per_class
 from cnnlab.data.sources import DATASETS
@@ -133,7 +133,7 @@ def load_labelled(cfg: DataConfig, run_classes: list[str], in_shape: tuple[int, 
     images, labels, ids = [], [], []
     for part in parts:
         x, y = source.parts[part]
-        x, y = _cap(x, y, cfg)
+        x, y = cap_per_class(x, y, cfg)
         x, _ = conform(x, y, _shape_cfg(cfg, in_shape))
         images.append(x)
         labels.append(mapping[y])
@@ -182,14 +182,6 @@ def _class_mapping(source_classes: list[str], run_classes: list[str], cfg: DataC
             f"not trained on: {', '.join(unknown)}. The run's classes are {', '.join(run_classes)}; "
             "evaluation data must use those names (a subset is fine).")
     return torch.as_tensor([run_classes.index(c) for c in source_classes], dtype=torch.int64)
-
-
-def _cap(images: torch.Tensor, labels: torch.Tensor, cfg: DataConfig):
-    keep = select_per_class(labels.numpy(), cfg.max_per_class, cfg.split_seed)
-    if len(keep) == len(labels):
-        return images, labels
-    index = torch.as_tensor(keep)
-    return images[index], labels[index]
 
 
 def _shape_cfg(cfg: DataConfig, in_shape: tuple[int, int, int]) -> DataConfig:

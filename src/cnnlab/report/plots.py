@@ -11,14 +11,14 @@ never sees a half-written image.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from cnnlab.store.run import atomic_target
 
 __all__ = ["plot_confusion_matrix", "plot_curves"]
 
@@ -27,23 +27,18 @@ _DPI = 100
 _MAX_ANNOTATED_CLASSES = 30
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas: no pyplot state, no screen, safe in threads."""
     fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save_atomic(fig: Figure, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (a temporary file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=_DPI)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI)
     return path
 
 
@@ -63,7 +58,7 @@ def plot_confusion_matrix(
 
     # The figure grows with the class count, then is capped; fonts then shrink to fit a cell.
     side = min(max(4.0 + 0.22 * n_classes, 5.0), 24.0)
-    fig = _new_figure(side + 1.5, side)
+    fig = new_figure(side + 1.5, side)
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest", vmin=0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="count")
@@ -91,7 +86,7 @@ def plot_confusion_matrix(
                 fontsize=text_size,
                 color="white" if count > threshold else "black",
             )
-    return _save_atomic(fig, path)
+    return save_png(fig, path)
 
 
 def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -127,7 +122,7 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path, title: str =
     val) and learning rate on a log scale. The epoch of the lowest ``val_loss`` is marked
     with a vertical line on every panel. Returns ``path``.
     """
-    fig = _new_figure(15.0, 4.5)
+    fig = new_figure(15.0, 4.5)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
 
     best: tuple[float, float] | None = None
@@ -172,4 +167,4 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path, title: str =
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save_atomic(fig, path)
+    return save_png(fig, path)
