@@ -121,6 +121,12 @@ def jpeg_section(rows: dict[str, dict], reencoded: dict[str, dict]) -> list[str]
     return lines
 
 
+def device_of(row: dict) -> str:
+    """Where a row was measured: the GPU's name, or the CPU's core count."""
+    machine = row.get("machine") or {}
+    return machine.get("cuda") or f"CPU, {machine.get('cpu_count', '?')} cores"
+
+
 def write_table(rows: dict[str, dict]) -> None:
     lines = [
         "# Reproducing the reference reports",
@@ -130,13 +136,15 @@ def write_table(rows: dict[str, dict]) -> None:
         "an image folder, stratified 45,000 / 5,000 train / held-out split (split seed 0). The",
         "published figures are the reports' accuracies on CIFAR-10's official 10,000 test images;",
         "cnnlab's are on the 5,000 held-out images. Wall-clock is the whole run (data load,",
-        "training with per-epoch validation, evaluation) on the 2-core development machine; the",
-        "rows measured on 2026-11-22 shared it with other jobs (test suites, a second training run),",
-        "so their minutes are upper bounds, not speed figures: bench/throughput.py measures speed.",
+        "training with per-epoch validation, evaluation) on the device the row names. CPU rows ran",
+        "on the 2-core development machine; those measured on 2026-11-22 shared it with other jobs",
+        "(test suites, a second training run), so their minutes are upper bounds, not speed",
+        "figures: bench/throughput.py measures speed. GPU rows ran on a lent machine (the same",
+        "recipe, data and split; only the device differs).",
         "",
         "| report | experiment | published % | cnnlab % | gap | epochs run (planned) | batch | "
-        "wall min | s/epoch | command |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "device | wall min | s/epoch | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in sorted(rows.values(), key=lambda r: r["recipe"]):
         published = row.get("published")
@@ -146,7 +154,7 @@ def write_table(rows: dict[str, dict]) -> None:
             f"| {row['report']} | {row['experiment']} | "
             f"{published if published is not None else 'not published'} | "
             f"{row['cnnlab_accuracy']:.2f} | {gap} | {epochs} | {row['batch_size']} | "
-            f"{row['wall_minutes']} | {row['seconds_per_epoch']} | `{row['command']}` |")
+            f"{device_of(row)} | {row['wall_minutes']} | {row['seconds_per_epoch']} | `{row['command']}` |")
     lines += jpeg_section(rows, load_rows(REENCODED_RESULTS))
     missing = [recipe for recipe in REQUIRED if recipe not in rows]
     if missing:

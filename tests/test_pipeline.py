@@ -134,3 +134,26 @@ def test_without_checkpoint_the_last_epoch_is_evaluated_and_resumable(tmp_path):
     assert outcome.metrics["weights"] == "last epoch" and outcome.metrics["best_epoch"] is None
     assert (outcome.run_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (outcome.run_dir / "checkpoints" / "best.ckpt").exists()
+
+
+def test_speed_techniques_train_resume_and_record(tmp_path, monkeypatch):
+    """Alternating flip sees the epoch; Lookahead wraps the optimizer through a resume."""
+    from cnnlab.train import module
+
+    seen_epochs = []
+    original = module.LitClassifier.prepare_batch
+
+    def spy(self, batch, *, training):
+        if training:
+            seen_epochs.append(self.current_epoch)
+        return original(self, batch, training=training)
+
+    monkeypatch.setattr(module.LitClassifier, "prepare_batch", spy)
+    cfg = validate_config(tiny_experiment(
+        tmp_path, {"name": "digits"}, augment=[{"flip": {"alternate": True}}],
+        train={"epochs": 2, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
+               "lookahead": {"k": 3, "alpha": 0.5}}))
+    outcome = run_experiment(cfg, say=quiet)
+    assert outcome.metrics["status"] == "completed"
+    assert set(seen_epochs) == {0, 1}
+    assert outcome.metrics["val"]["accuracy"] > 0.3

@@ -211,3 +211,19 @@ def test_runs_on_the_gpu(spec):
     x = _images().cuda().contiguous(memory_format=torch.channels_last)
     out = build_augment([spec])(x)
     assert out.device == x.device and out.shape == x.shape
+
+
+def test_alternating_flip_shows_each_image_both_ways_in_each_pair_of_epochs():
+    spec = Flip(type="flip", alternate=True)
+    x = torch.randint(0, 256, (64, 3, 8, 8)).float()
+    run = lambda epoch: AUGMENTATIONS.get("flip")(x, spec, value_range=VR, epoch=epoch)  # noqa: E731
+    flipped = lambda out: (out != x).flatten(1).any(1)  # noqa: E731  (random images aren't symmetric)
+    e0, e1, e2 = run(0), run(1), run(2)
+    # The orientation is fixed per image (not redrawn), inverted on odd epochs, about half flipped.
+    assert torch.equal(e0, e2)
+    assert torch.equal(flipped(e0), ~flipped(e1))
+    assert torch.equal(torch.where(flipped(e0).view(-1, 1, 1, 1), x.flip(-1), x), e0)
+    assert 16 < int(flipped(e0).sum()) < 48
+    # The choice follows the image, not its position in the batch.
+    order = torch.randperm(64)
+    assert torch.equal(AUGMENTATIONS.get("flip")(x[order], spec, value_range=VR), e0[order])

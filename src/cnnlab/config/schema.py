@@ -93,9 +93,12 @@ class DataConfig(Strict):
 # ---------------------------------------------------------------------------- augmentation
 
 class Flip(Strict):
-    """Keras RandomFlip."""
+    """Keras RandomFlip; ``alternate`` is the speed records' alternating deterministic flip."""
     type: Literal["flip"]
     mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+    alternate: bool = Field(
+        False, description="each image gets a fixed random orientation and is mirrored on every "
+        "odd epoch, so it is seen both ways in each pair of epochs (list this flip first)")
 
 
 class Rotation(Strict):
@@ -342,6 +345,14 @@ class EMA(Strict):
     start_step: Annotated[int, Field(ge=0)] = 0
 
 
+class Lookahead(Strict):
+    """Lookahead weight averaging: every ``k`` steps the slow weights move ``alpha`` of the way
+    to the fast ones, and training continues from them."""
+
+    k: PositiveInt = 5
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+
 class TrainConfig(Strict):
     """Optimiser, loss, callbacks and the machine to train on."""
 
@@ -364,6 +375,7 @@ class TrainConfig(Strict):
     norm_bias_lr_mult: Annotated[float, Field(gt=0.0)] = Field(
         1.0, description="LR multiplier for BatchNorm parameters and biases (speed recipes: 64)")
     ema: EMA | None = None
+    lookahead: Lookahead | None = Field(None, description="wrap the optimizer in Lookahead")
     terminate_on_nan: bool = True
     seed: int = 42
     device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
@@ -392,7 +404,7 @@ class TrainConfig(Strict):
         return {"mode": value} if isinstance(value, str) else value
 
     @field_validator("checkpoint", "early_stopping", "reduce_lr_on_plateau", "schedule", "ema",
-                     mode="before")
+                     "lookahead", mode="before")
     @classmethod
     def _true_means_defaults(cls, value: Any) -> Any:
         if value is True:

@@ -23,7 +23,8 @@ from cnnlab.config.schema import (
 from cnnlab.registry import Registry
 
 AugmentFn = Callable[..., Tensor]
-"""``fn(x, spec, *, value_range, generator) -> Tensor``; a generator must live on ``x.device``."""
+"""``fn(x, spec, *, value_range, generator, epoch) -> Tensor``; a generator must live on
+``x.device``; ``epoch`` (0-based) matters only to epoch-dependent ops such as alternating flip."""
 
 AUGMENTATIONS: Registry[AugmentFn] = Registry("augmentation")
 
@@ -65,17 +66,35 @@ def _theta(a: Tensor, b: Tensor, c: Tensor, d: Tensor,
 
 @AUGMENTATIONS.register("flip", "mirror each sample with probability 0.5 per axis")
 def flip(x: Tensor, spec: Flip, *, value_range: float = 255.0,
-         generator: torch.Generator | None = None) -> Tensor:
-    if spec.mode in ("horizontal", "horizontal_and_vertical"):
-        x = torch.where(_coin(x, generator), x.flip(-1), x)
-    if spec.mode in ("vertical", "horizontal_and_vertical"):
-        x = torch.where(_coin(x, generator), x.flip(-2), x)
+         generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
+    bits = _image_bits(x) if spec.alternate else None
+    for axis, dim, modes in ((0, -1, ("horizontal", "horizontal_and_vertical")),
+                             (1, -2, ("vertical", "horizontal_and_vertical"))):
+        if spec.mode not in modes:
+            continue
+        if bits is None:
+            coin = _coin(x, generator)
+        else:
+            # The image's fixed orientation, inverted on odd epochs (airbench's alternating flip).
+            coin = _per_sample((bits >> axis) % 2 != epoch % 2)
+        x = torch.where(coin, x.flip(dim), x)
     return x
+
+
+def _image_bits(x: Tensor) -> Tensor:
+    """A per-image random-looking integer that is the same in every epoch, with no index needed.
+
+    The pixel sum of an unaugmented 8-bit image is an exact integer (summed in float64), and a
+    multiplicative hash spreads it, so its bits act as coin flips fixed per image. This holds only
+    for the images as loaded: listed after a random op, the flip sees new pixels every epoch.
+    """
+    total = x.double().sum(dim=(1, 2, 3)).round().long()  # (B,)
+    return (total * 2654435761) >> 7
 
 
 @AUGMENTATIONS.register("rotation", "rotate by up to +-factor of a full turn")
 def rotation(x: Tensor, spec: Rotation, *, value_range: float = 255.0,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     angle = _uniform(x.shape[0], -spec.factor * 2 * math.pi, spec.factor * 2 * math.pi, x,
                      generator)
     cos, sin = angle.cos(), angle.sin()
@@ -88,7 +107,7 @@ def rotation(x: Tensor, spec: Rotation, *, value_range: float = 255.0,
 
 @AUGMENTATIONS.register("zoom", "scale by [1-factor, 1+factor] (above 1 zooms out)")
 def zoom(x: Tensor, spec: Zoom, *, value_range: float = 255.0,
-         generator: torch.Generator | None = None) -> Tensor:
+         generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     # A scale s > 1 makes each output pixel read from further out, i.e. the image shrinks.
     s = _uniform(x.shape[0], 1.0 - spec.factor, 1.0 + spec.factor, x, generator)
     zero = torch.zeros_like(s)
@@ -97,7 +116,7 @@ def zoom(x: Tensor, spec: Zoom, *, value_range: float = 255.0,
 
 @AUGMENTATIONS.register("translation", "shift by up to +-factor of height and width")
 def translation(x: Tensor, spec: Translation, *, value_range: float = 255.0,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     n = x.shape[0]
     dy = _uniform(n, -spec.factor, spec.factor, x, generator)
     dx = _uniform(n, -spec.factor, spec.factor, x, generator)
@@ -109,14 +128,14 @@ def translation(x: Tensor, spec: Translation, *, value_range: float = 255.0,
 
 @AUGMENTATIONS.register("brightness", "add up to +-factor of the value range")
 def brightness(x: Tensor, spec: Brightness, *, value_range: float = 255.0,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     delta = _uniform(x.shape[0], -spec.factor, spec.factor, x, generator) * value_range
     return (x + _per_sample(delta).to(x.dtype)).clamp_(0.0, value_range)
 
 
 @AUGMENTATIONS.register("contrast", "scale deviations from each image's channel means")
 def contrast(x: Tensor, spec: Contrast, *, value_range: float = 255.0,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     c = _per_sample(_uniform(x.shape[0], 1.0 - spec.factor, 1.0 + spec.factor, x, generator))
     mean = x.mean(dim=(-2, -1), keepdim=True)
     return ((x - mean) * c.to(x.dtype) + mean).clamp_(0.0, value_range)
@@ -124,7 +143,7 @@ def contrast(x: Tensor, spec: Contrast, *, value_range: float = 255.0,
 
 @AUGMENTATIONS.register("random_crop", "pad by `padding` pixels, crop back at a random offset")
 def random_crop(x: Tensor, spec: RandomCrop, *, value_range: float = 255.0,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
     n, _, h, w = x.shape
     p = spec.padding
     padded = F.pad(x, (p, p, p, p), mode=spec.pad_mode)
@@ -149,9 +168,9 @@ def build_augment(specs: Sequence[AugmentSpec],
     """
     steps = [(AUGMENTATIONS.get(spec.type), spec) for spec in specs]
 
-    def augment(x: Tensor) -> Tensor:
+    def augment(x: Tensor, epoch: int = 0) -> Tensor:
         for fn, spec in steps:
-            x = fn(x, spec, value_range=value_range, generator=None)
+            x = fn(x, spec, value_range=value_range, generator=None, epoch=epoch)
         return x
 
     return augment

@@ -30,7 +30,7 @@ def resolve_mode(monitor: str, mode: str) -> str:
 
 class LitClassifier(L.LightningModule):
     def __init__(self, model: Classifier, *, cfg: TrainConfig, loss: nn.Module,
-                 val_loss: nn.Module, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
+                 val_loss: nn.Module, augment: Callable[..., torch.Tensor]) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -51,7 +51,7 @@ class LitClassifier(L.LightningModule):
         images, labels = batch
         x = images.float()
         if training:
-            x = self.augment(x)
+            x = self.augment(x, epoch=self.current_epoch)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
+from timm.optim import Lookahead
 
 from cnnlab.config.schema import TrainConfig
 from cnnlab.registry import Registry
@@ -42,7 +43,12 @@ def _rmsprop(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def build_optimizer(params: Params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg.optimizer)(params, cfg)
+    optimizer = OPTIMIZERS.get(cfg.optimizer)(params, cfg)
+    if cfg.lookahead is not None:
+        # timm's wrapper shares the base optimizer's param_groups, so LR schedules and the
+        # decoupled weight decay below see the same groups.
+        optimizer = Lookahead(optimizer, alpha=cfg.lookahead.alpha, k=cfg.lookahead.k)
+    return optimizer
 
 
 @torch.no_grad()
