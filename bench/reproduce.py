@@ -48,7 +48,8 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
                  "data.test_split=0.0", "data.split_seed=0", "train.progress_bar=false",
                  f"runs_dir={runs_dir}"]
     cfg = load_config(path, overrides)
-    capped = max_epochs is not None and cfg.train.epochs > max_epochs
+    planned = cfg.train.epochs
+    capped = max_epochs is not None and planned > max_epochs
     if capped:
         overrides.append(f"train.epochs={max_epochs}")
         cfg = load_config(path, overrides)
@@ -63,7 +64,7 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
         "recipe": str(path.relative_to(REPO)), **recipe_facts(path),
         "cnnlab_accuracy": round(100.0 * metrics["val"]["accuracy"], 2),
         "status": metrics["status"], "epochs_run": metrics["epochs_run"],
-        "epochs_planned": cfg.train.epochs, "capped": capped,
+        "epochs_planned": planned, "capped": capped,
         "batch_size": cfg.train.batch_size, "best_epoch": metrics.get("best_epoch"),
         "train_minutes": round(metrics["train_seconds"] / 60.0, 1),
         "wall_minutes": round(wall / 60.0, 1),
@@ -71,7 +72,32 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
         "command": command, "run_dir": str(outcome.run_dir),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": metrics["machine"], "git_sha": metrics["git_sha"],
+        "curve": learning_curve(outcome.run_dir),
     }
+
+
+def recipe_epochs(path: Path) -> int:
+    from cnnlab.config import load_config
+
+    return load_config(path).train.epochs
+
+
+def learning_curve(run_dir: Path) -> list[list[float]]:
+    """[epoch, held-out accuracy %, learning rate] per epoch, kept in the row as evidence."""
+    from cnnlab.store import read_history
+
+    return [[int(h["epoch"]), round(100.0 * h["val_accuracy"], 2), h["lr"]]
+            for h in read_history(run_dir)]
+
+
+def capped_note(row: dict) -> str | None:
+    """For a row cut short of its planned epochs: where its learning curve stood at the cut."""
+    curve = row.get("curve")
+    if not row.get("capped") or not curve:
+        return None
+    tail = ", ".join(f"{acc:.2f} (lr {lr:g})" for _, acc, lr in curve[-4:])
+    return (f"capped at {row['epochs_run']} of {row['epochs_planned']} planned epochs; held-out "
+            f"accuracy over the last epochs run: {tail}.")
 
 
 # The rows the reproduction must hold (issue: report 002 steps 1, 2, 4, 5, 7 and report 003's
@@ -162,10 +188,11 @@ def write_table(rows: dict[str, dict]) -> None:
         lines += [f"- `{recipe}`: `.venv/bin/python bench/reproduce.py "
                   + ("--max-epochs 30 " if "report003" in recipe else "") + f"{recipe}`"
                   for recipe in missing]
-    notes = [row for row in rows.values() if row.get("note")]
-    if notes:
+    notes = [(row["recipe"], " ".join(filter(None, [capped_note(row), row.get("note")])))
+             for row in sorted(rows.values(), key=lambda r: r["recipe"])]
+    if any(text for _, text in notes):
         lines += ["", "## Notes", ""]
-        lines += [f"- **{row['recipe']}**: {row['note']}" for row in notes]
+        lines += [f"- **{recipe}**: {text}" for recipe, text in notes if text]
     TABLE.write_text("\n".join(lines) + "\n")
 
 
@@ -200,6 +227,14 @@ def main() -> int:
                 write_table(rows)
             print(json.dumps({k: row[k] for k in ("recipe", "published", "cnnlab_accuracy",
                                                   "epochs_run", "wall_minutes")}), flush=True)
+    if args.table_only and not args.reencoded:
+        # Rows measured before curves were kept get theirs from run folders still on this machine.
+        for row in rows.values():
+            if "curve" not in row and row.get("run_dir") and Path(row["run_dir"]).is_dir():
+                row["curve"] = learning_curve(Path(row["run_dir"]))
+            if row.get("capped"):  # rows from before the planned count was kept pre-cap
+                row["epochs_planned"] = recipe_epochs(REPO / row["recipe"])
+        results_path.write_text(json.dumps(list(rows.values()), indent=2) + "\n")
     write_table(load_rows())
     return 0
 
