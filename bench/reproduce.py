@@ -76,12 +76,6 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
     }
 
 
-def recipe_epochs(path: Path) -> int:
-    from cnnlab.config import load_config
-
-    return load_config(path).train.epochs
-
-
 def learning_curve(run_dir: Path) -> list[list[float]]:
     """[epoch, held-out accuracy %, learning rate] per epoch, kept in the row as evidence."""
     from cnnlab.store import read_history
@@ -180,7 +174,8 @@ def write_table(rows: dict[str, dict]) -> None:
             f"| {row['report']} | {row['experiment']} | "
             f"{published if published is not None else 'not published'} | "
             f"{row['cnnlab_accuracy']:.2f} | {gap} | {epochs} | {row['batch_size']} | "
-            f"{device_of(row)} | {row['wall_minutes']} | {row['seconds_per_epoch']} | `{row['command']}` |")
+            f"{device_of(row)} | {row['wall_minutes']} | {row['seconds_per_epoch']} | "
+            f"`{row['command']}` |")
     lines += jpeg_section(rows, load_rows(REENCODED_RESULTS))
     missing = [recipe for recipe in REQUIRED if recipe not in rows]
     if missing:
@@ -227,14 +222,6 @@ def main() -> int:
                 write_table(rows)
             print(json.dumps({k: row[k] for k in ("recipe", "published", "cnnlab_accuracy",
                                                   "epochs_run", "wall_minutes")}), flush=True)
-    if args.table_only and not args.reencoded:
-        # Rows measured before curves were kept get theirs from run folders still on this machine.
-        for row in rows.values():
-            if "curve" not in row and row.get("run_dir") and Path(row["run_dir"]).is_dir():
-                row["curve"] = learning_curve(Path(row["run_dir"]))
-            if row.get("capped"):  # rows from before the planned count was kept pre-cap
-                row["epochs_planned"] = recipe_epochs(REPO / row["recipe"])
-        results_path.write_text(json.dumps(list(rows.values()), indent=2) + "\n")
     write_table(load_rows())
     return 0
 
