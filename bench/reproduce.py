@@ -142,9 +142,12 @@ def jpeg_section(rows: dict[str, dict], reencoded: dict[str, dict]) -> list[str]
 
 
 def device_of(row: dict) -> str:
-    """Where a row was measured: the GPU's name, or the CPU's core count."""
+    """Where a row was measured: the GPU's name, or the CPU (model and vector unit if recorded)."""
     machine = row.get("machine") or {}
-    return machine.get("cuda") or f"CPU, {machine.get('cpu_count', '?')} cores"
+    if machine.get("cuda"):
+        return machine["cuda"]
+    known = [machine[key] for key in ("cpu_model", "cpu_capability") if machine.get(key)]
+    return f"CPU{' (' + ', '.join(known) + ')' if known else ''}, {machine.get('cpu_count', '?')} cores"
 
 
 def write_table(rows: dict[str, dict]) -> None:

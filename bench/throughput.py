@@ -128,6 +128,8 @@ def keras_round(python: str, model: str, data_root: Path, per_class: int, batch:
 
 
 def main() -> int:
+    from cnnlab.store.run import cpu_description
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(RECIPES), default="vgg3")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -146,6 +148,7 @@ def main() -> int:
                                                 args.per_class, args.batch))
     summary = {"model": args.model, "batch": args.batch, "per_class": args.per_class,
                "rounds": args.rounds, "threads": torch.get_num_threads(),
+               "cpu": cpu_description(),
                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for side, rounds in results.items():
         for key in ("train_img_per_s", "predict_img_per_s"):

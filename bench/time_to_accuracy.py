@@ -44,6 +44,7 @@ def main() -> int:
     from cnnlab.pipeline import run_experiment
     from cnnlab.plan import forward_flops
     from cnnlab.store import read_history
+    from cnnlab.store.run import cpu_description
     from cnnlab.train import Classifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,7 +85,8 @@ def main() -> int:
         "final_accuracy": round(100 * plain, 2), "final_accuracy_tta": round(100 * tta, 2),
         "epochs": len(history), "train_seconds": round(train_seconds, 1),
         "train_images_per_s": round(images_per_s, 1), "achieved_gflops": round(gflops, 1),
-        "matmul_peak_gflops": round(peak, 1), "run_dir": str(outcome.run_dir),
+        "matmul_peak_gflops": round(peak, 1), "cpu": cpu_description(),
+        "run_dir": str(outcome.run_dir),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     print(json.dumps(figures))

@@ -159,6 +159,31 @@ def test_conv_block_batchnorm_before_activation_and_none() -> None:
                             "dropout_1", "global_average_pooling2d", "dense"]
 
 
+def test_relu_runs_in_place_only_where_the_layer_before_keeps_no_output() -> None:
+    model = build([{"conv_block": {"filters": 4, "convs": 1, "batchnorm": "before_activation"}},
+                   {"flatten": {}}, {"dense": {"units": 6, "activation": "sigmoid"}},
+                   {"activation": {"activation": "relu"}},
+                   {"dense": {"units": 6, "activation": "relu"}}], classes=3)
+    assert model.activation.fn.inplace  # after BatchNorm, which keeps its input
+    assert not model.activation_1.fn.inplace  # sigmoid's backward needs its output
+    assert model.dense_1.act.inplace
+    # Same function and gradients as the out-of-place net, and autograd accepts it.
+    reference = build([{"conv_block": {"filters": 4, "convs": 1, "batchnorm": "before_activation"}},
+                       {"flatten": {}}, {"dense": {"units": 6, "activation": "sigmoid"}},
+                       {"activation": {"activation": "relu"}},
+                       {"dense": {"units": 6, "activation": "relu"}}], classes=3)
+    reference.load_state_dict(model.state_dict())
+    for module in reference.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    x = torch.randn(5, 3, 32, 32)
+    for net in (model, reference):
+        net.train()
+        net(x).square().sum().backward()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
 def test_conv_block_same_as_explicit_report_002_step_7() -> None:
     block = build([{"conv_block": {"filters": [32, 64, 128], "batchnorm": "after_activation",
                                    "dropout": [0.2, 0.3, 0.4]}},

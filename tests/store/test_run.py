@@ -49,6 +49,11 @@ def test_environment_records_versions():
     env = environment()
     assert env["versions"]["torch"] and env["versions"]["python"]
     assert "git_sha" in env
+    # CPU timings from different hosts differ 2x at the same core count: the model and the
+    # vector unit torch uses travel with every run and every benchmark line.
+    machine = env["machine"]
+    assert machine["cpu_model"] and machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert run_module.cpu_description().endswith(f"{machine['cpu_capability']}, {os.cpu_count()} cores")
 
 
 def test_open_run_refuses_other_folders(tmp_path):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cnnlab.config.schema import TrainConfig
@@ -16,6 +17,24 @@ def test_sgd_options_reach_torch():
     opt = build_optimizer(p, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True))
     assert isinstance(opt, torch.optim.SGD)
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"] is True
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_update_matches_torchs_loop(name, monkeypatch):
+    torch.manual_seed(0)
+    start, grads = torch.randn(50), [torch.randn(50) for _ in range(3)]
+    cfg = TrainConfig(optimizer=name, lr=0.01, momentum=0.9, nesterov=True)
+    fused, loop = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = build_optimizer([fused], cfg)
+    assert opt.defaults["fused"] is True
+    monkeypatch.setattr("cnnlab.train.optim.FUSED", {})
+    reference = build_optimizer([loop], cfg)
+    assert not reference.defaults["fused"]
+    for grad in grads:
+        for p, o in ((fused, opt), (loop, reference)):
+            p.grad = grad.clone()
+            o.step()
+    assert torch.allclose(fused.detach(), loop.detach(), atol=1e-6)
 
 
 def test_lookahead_pulls_the_weights_back_every_k_steps():

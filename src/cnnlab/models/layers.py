@@ -71,9 +71,25 @@ ACTIVATIONS.add("softmax", lambda: nn.Softmax(dim=1), "softmax over channels / f
 ACTIVATIONS.add("linear", nn.Identity, "identity")
 
 
-def make_activation(name: str | None) -> nn.Module:
-    """The activation module for ``name``; ``None`` means none (identity)."""
-    return ACTIVATIONS.get(name or "linear")()
+# Activations that may overwrite their input: their backward needs only their own output.
+# Only safe after a layer that does not keep its output for its own backward (a convolution,
+# a linear map, BatchNorm), which is where the layers below ask for it; it saves one
+# activation-sized tensor write and allocation a layer, a few percent of a CPU step.
+_IN_PLACE: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
+}
+
+
+def make_activation(name: str | None, *, in_place: bool = False) -> nn.Module:
+    """The activation module for ``name``; ``None`` means none (identity).
+
+    ``in_place`` is a request: activations without a safe in-place form ignore it.
+    """
+    name = name or "linear"
+    if in_place and name in _IN_PLACE:
+        return _IN_PLACE[name]()
+    return ACTIVATIONS.get(name)()
 
 
 # --------------------------------------------------------------------------- initialisers
@@ -128,7 +144,7 @@ class ConvLayer(nn.Module):
                 conv_padding = (top, left)
         self.conv = nn.Conv2d(in_channels, filters, kernel, stride=stride, padding=conv_padding,
                               bias=use_bias)
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, in_place=True)  # the conv keeps its input only
 
     @property
     def kernel(self) -> torch.Tensor:
@@ -150,7 +166,7 @@ class DenseLayer(nn.Module):
         super().__init__()
         self.l2 = float(l2)
         self.linear = nn.Linear(in_features, units, bias=use_bias)
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, in_place=True)  # the map keeps its input only
 
     @property
     def kernel(self) -> torch.Tensor:
@@ -212,9 +228,9 @@ class ActivationLayer(nn.Module):
 
     keras_type = "Activation"
 
-    def __init__(self, activation: str) -> None:
+    def __init__(self, activation: str, *, in_place: bool = False) -> None:
         super().__init__()
-        self.fn = make_activation(activation)
+        self.fn = make_activation(activation, in_place=in_place)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)

@@ -146,7 +146,13 @@ def _batchnorm(spec: schema.BatchNorm, stack: _Stack) -> None:
 
 @LAYERS.register("activation", "Keras Activation")
 def _activation(spec: schema.ActivationLayer, stack: _Stack) -> None:
-    stack.add(ActivationLayer(spec.activation), base="activation", name=spec.name)
+    previous = next(reversed(stack.layers.values()), None)
+    # In place only where the layer before does not keep its output for its backward.
+    in_place = (isinstance(previous, (nn.BatchNorm1d, nn.BatchNorm2d))
+                or (isinstance(previous, (ConvLayer, DenseLayer))
+                    and isinstance(previous.act, nn.Identity)))
+    stack.add(ActivationLayer(spec.activation, in_place=in_place), base="activation",
+              name=spec.name)
 
 
 @LAYERS.register("dropout", "Keras Dropout")

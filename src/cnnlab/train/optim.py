@@ -20,21 +20,26 @@ Params = Iterable[torch.nn.Parameter] | list[dict]
 OptimizerFactory = Callable[[Params, TrainConfig], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 
+# torch's fused kernels update each tensor in one pass (its default loop makes about six
+# passes over every parameter-sized buffer); they exist for CPU and CUDA and give the same
+# update. Adam's step on report 003's net (2.4M parameters, 2-core CPU): ~5 ms -> ~1.3 ms.
+FUSED = {"fused": True}
+
 
 @OPTIMIZERS.register("adam", "Adam (Keras defaults: eps 1e-7)")
 def _adam(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-7)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-7, **FUSED)
 
 
 @OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (same as adam + weight_decay)")
 def _adamw(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=cfg.lr, eps=1e-7, weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=cfg.lr, eps=1e-7, weight_decay=0.0, **FUSED)
 
 
 @OPTIMIZERS.register("sgd", "SGD with momentum and Nesterov options")
 def _sgd(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov and cfg.momentum > 0)
+                           nesterov=cfg.nesterov and cfg.momentum > 0, **FUSED)
 
 
 @OPTIMIZERS.register("rmsprop", "RMSprop (Keras defaults: rho 0.9, eps 1e-7)")
