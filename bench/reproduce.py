@@ -143,11 +143,10 @@ def jpeg_section(rows: dict[str, dict], reencoded: dict[str, dict]) -> list[str]
 
 def device_of(row: dict) -> str:
     """Where a row was measured: the GPU's name, or the CPU (model and vector unit if recorded)."""
+    from cnnlab.store.run import cpu_description
+
     machine = row.get("machine") or {}
-    if machine.get("cuda"):
-        return machine["cuda"]
-    known = [machine[key] for key in ("cpu_model", "cpu_capability") if machine.get(key)]
-    return f"CPU{' (' + ', '.join(known) + ')' if known else ''}, {machine.get('cpu_count', '?')} cores"
+    return machine.get("cuda") or f"CPU, {cpu_description(machine)}"
 
 
 def write_table(rows: dict[str, dict]) -> None:

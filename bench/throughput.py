@@ -75,10 +75,12 @@ def _predict_speed(run_dir: Path, cfg, data) -> float:
     classifier.load_state_dict(load_file(str(run_dir / "model.safetensors")))
     if cfg.train.channels_last:
         classifier.to(memory_format=torch.channels_last)
-    predict_probs(classifier, data.val.images, batch_size=256)  # warm-up: every chunk shape
-    return statistics.median(
-        predict_probs(classifier, data.val.images, batch_size=256,
-                      channels_last=cfg.train.channels_last)[1] for _ in range(PREDICT_PASSES))
+    def predict_pass() -> float:
+        return predict_probs(classifier, data.val.images, batch_size=256,
+                             channels_last=cfg.train.channels_last)[1]
+
+    predict_pass()  # warm-up: every chunk shape once
+    return statistics.median(predict_pass() for _ in range(PREDICT_PASSES))
 
 
 def bare_round(cfg) -> dict:

@@ -160,18 +160,16 @@ def test_conv_block_batchnorm_before_activation_and_none() -> None:
 
 
 def test_relu_runs_in_place_only_where_the_layer_before_keeps_no_output() -> None:
-    model = build([{"conv_block": {"filters": 4, "convs": 1, "batchnorm": "before_activation"}},
-                   {"flatten": {}}, {"dense": {"units": 6, "activation": "sigmoid"}},
-                   {"activation": {"activation": "relu"}},
-                   {"dense": {"units": 6, "activation": "relu"}}], classes=3)
+    layers = [{"conv_block": {"filters": 4, "convs": 1, "batchnorm": "before_activation"}},
+              {"flatten": {}}, {"dense": {"units": 6, "activation": "sigmoid"}},
+              {"activation": {"activation": "relu"}},
+              {"dense": {"units": 6, "activation": "relu"}}]
+    model = build(layers, classes=3)
     assert model.activation.fn.inplace  # after BatchNorm, which keeps its input
     assert not model.activation_1.fn.inplace  # sigmoid's backward needs its output
     assert model.dense_1.act.inplace
     # Same function and gradients as the out-of-place net, and autograd accepts it.
-    reference = build([{"conv_block": {"filters": 4, "convs": 1, "batchnorm": "before_activation"}},
-                       {"flatten": {}}, {"dense": {"units": 6, "activation": "sigmoid"}},
-                       {"activation": {"activation": "relu"}},
-                       {"dense": {"units": 6, "activation": "relu"}}], classes=3)
+    reference = build(layers, classes=3)
     reference.load_state_dict(model.state_dict())
     for module in reference.modules():
         if isinstance(module, nn.ReLU):

@@ -119,11 +119,14 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     versions["python"] = platform.python_version()
-    return {"versions": versions, "git_sha": git_sha(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                        "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+    return {"versions": versions, "git_sha": git_sha(), "machine": machine_info()}
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.machine(),
+            "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def cpu_model() -> str:
@@ -137,9 +140,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_description() -> str:
-    """e.g. 'AMD EPYC, AVX2, 2 cores': what a CPU timing needs beside it to be compared."""
-    return f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
+def cpu_description(machine: dict[str, Any] | None = None) -> str:
+    """e.g. 'AMD EPYC, AVX2, 2 cores': what a CPU timing needs beside it to be compared.
+
+    ``machine`` is a recorded :func:`machine_info` (older records lack model and vector unit);
+    default: this machine.
+    """
+    machine = machine_info() if machine is None else machine
+    known = [machine[key] for key in ("cpu_model", "cpu_capability") if machine.get(key)]
+    return ", ".join([*known, f"{machine.get('cpu_count', '?')} cores"])
 
 
 def git_sha() -> str | None:
