@@ -89,9 +89,12 @@ def bare_round(cfg) -> dict:
     from cnnlab.data.augment import build_augment
     from cnnlab.models import build_model, l2_penalty
     from cnnlab.train import Classifier
+    from cnnlab.train.cpu import configure_cpu
     from cnnlab.train.losses import build_loss, class_weight_vector
     from cnnlab.train.optim import build_optimizer
 
+    # The process settings cnnlab's train() makes, so the ratio measures the loop, not malloc.
+    configure_cpu(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     data = build_data(cfg.data)
     net = build_model(cfg.model, data.in_shape, data.num_classes)

@@ -8,7 +8,6 @@ sample, and projects the time per epoch and for the whole run.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,6 +19,7 @@ from cnnlab.data import build_data, make_loader
 from cnnlab.evaluate import predict_probs
 from cnnlab.models import build_model, summarize
 from cnnlab.train import Classifier
+from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.fit import make_lit_module
 
 
@@ -58,7 +58,7 @@ class Plan:
 
 
 def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -> Plan:
-    torch.set_num_threads(cfg.train.threads or max(1, os.cpu_count() or 1))
+    threads = configure_cpu(cfg.train.threads)
     data = build_data(cfg.data)
     net = build_model(cfg.model, data.in_shape, data.num_classes)
     if hasattr(net, "init_from_data"):
@@ -85,7 +85,7 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
         batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         seconds_per_step=seconds_per_step, train_images_per_s=batch_size / seconds_per_step,
         eval_images_per_s=eval_speed, seconds_per_epoch=epoch, epochs=cfg.train.epochs,
-        seconds_total=epoch * cfg.train.epochs, threads=torch.get_num_threads())
+        seconds_total=epoch * cfg.train.epochs, threads=threads)
 
 
 def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
 import warnings
@@ -27,6 +26,7 @@ from cnnlab.data import DataBundle, make_loader
 from cnnlab.data.augment import build_augment
 from cnnlab.errors import ConfigError
 from cnnlab.train.classifier import Classifier
+from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.finetune import finetune_callbacks
 from cnnlab.train.losses import build_loss, class_weight_vector
 from cnnlab.train.module import LitClassifier, resolve_mode
@@ -91,7 +91,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
           history: list[EpochRow] | None = None,
           resume_from: Path | None = None) -> TrainResult:
     _check_monitors(cfg, has_val=data.val is not None)
-    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    configure_cpu(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     lit = make_lit_module(classifier, data, cfg, augment)
