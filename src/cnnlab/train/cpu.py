@@ -4,8 +4,8 @@ glibc hands every allocation over 32 MiB to the kernel as a fresh mapping and un
 free. A training step at batch 1024 allocates dozens of such tensors (one 64-channel 32x32
 activation is 256 MiB), so each step page-faults them back in and the kernel zeroes every page:
 on our 2-core AVX2 host a third of a fastnet step was system time. With mappings off and the heap
-never trimmed, freed blocks are reused by the next step, as PyTorch's caching allocator does on
-a GPU; the price is that the process keeps its peak memory until it exits.
+trimmed only past 2 GiB of free top, freed blocks are reused by the next step, as PyTorch's
+caching allocator does on a GPU; the price is that the process keeps most of its peak memory.
 """
 
 from __future__ import annotations
