@@ -31,7 +31,7 @@ def configure_cpu(threads: int | None) -> int:
 
 
 def keep_freed_memory() -> bool:
-    """Serve large tensors from glibc's heap and never hand it back; False where not glibc."""
+    """Serve large tensors from glibc's heap and keep it; False where glibc is not in use."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
