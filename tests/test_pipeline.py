@@ -136,6 +136,41 @@ def test_without_checkpoint_the_last_epoch_is_evaluated_and_resumable(tmp_path):
     assert not (outcome.run_dir / "checkpoints" / "best.ckpt").exists()
 
 
+SIZE_AGNOSTIC = {"layers": [{"conv2d": {"filters": 8, "padding": "same", "activation": "relu"}},
+                            {"global_avg_pool": {}}]}
+
+
+def test_progressive_resizing_and_ramped_lookahead_train_end_to_end(tmp_path, monkeypatch):
+    from cnnlab.train import averaging, module
+
+    sizes, synced = [], []
+    original_prepare = module.LitClassifier.prepare_batch
+    original_sync = averaging.RampedLookahead.sync
+
+    def spy_prepare(self, batch, *, training, epoch=None):
+        x, y = original_prepare(self, batch, training=training, epoch=epoch)
+        if training:
+            sizes.append((self.current_epoch, x.shape[-1]))
+        return x, y
+
+    def spy_sync(self, pl_module, alpha):
+        synced.append(alpha)
+        return original_sync(self, pl_module, alpha)
+
+    monkeypatch.setattr(module.LitClassifier, "prepare_batch", spy_prepare)
+    monkeypatch.setattr(averaging.RampedLookahead, "sync", spy_sync)
+    cfg = validate_config(tiny_experiment(
+        tmp_path, {"name": "digits"}, model=SIZE_AGNOSTIC,
+        train={"epochs": 3, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
+               "progressive_resize": [{"epochs": 1, "size": 4}, {"epochs": 1, "size": 6}],
+               "lookahead": {"k": 2, "alpha": 0.3, "ramp": "cubic"}}))
+    outcome = run_experiment(cfg, say=quiet)
+    assert outcome.metrics["status"] == "completed"
+    assert set(sizes) == {(0, 4), (1, 6), (2, 8)}  # digits are 8 x 8
+    assert synced[0] > 0.99 and synced[-1] == 0.0  # no averaging at first, slow weights at the end
+    assert min(synced[:-1]) < 0.5
+
+
 def test_speed_techniques_train_resume_and_record(tmp_path, monkeypatch):
     """Alternating flip sees the epoch; Lookahead wraps the optimizer through a resume."""
     from cnnlab.train import module

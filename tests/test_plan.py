@@ -37,3 +37,16 @@ def test_ema_and_step_schedule_run_end_to_end(tmp_path):
     assert outcome.metrics["status"] == "completed"
     lrs = [row.split(",")[5] for row in (outcome.run_dir / "history.csv").read_text().splitlines()[1:]]
     assert float(lrs[0]) < 0.05  # the first epoch started in the warm-up
+
+
+def test_plan_times_progressive_resizing_stages_separately(tmp_path):
+    model = {"layers": [{"conv2d": {"filters": 4, "padding": "same"}}, {"global_avg_pool": {}}]}
+    cfg = validate_config(tiny_experiment(
+        tmp_path, {"name": "digits"}, model=model,
+        train={"epochs": 3, "batch_size": 32, "progressive_resize": [{"epochs": 1, "size": 4}]}))
+    plan = plan_experiment(cfg, steps=3, warmup=1)
+    assert list(plan.resized_seconds_per_step) == [4]
+    resized_epoch = plan.steps_per_epoch * plan.resized_seconds_per_step[4] + (
+        plan.val_images / plan.eval_images_per_s)
+    assert abs(plan.seconds_total - (2 * plan.seconds_per_epoch + resized_epoch)) < 1e-9
+    assert "progressive resizing: 4 px" in plan.to_text()

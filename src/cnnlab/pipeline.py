@@ -25,6 +25,7 @@ from cnnlab.store import (environment, new_run_dir, open_run, read_history, read
                           save_weights, write_csv,
                           write_json, write_text, write_yaml)
 from cnnlab.train import Classifier, TrainResult, load_weights, train
+from cnnlab.train.cpu import configure_cpu
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 PER_CLASS_FIELDS = ("split", "class", "support", "precision", "recall", "specificity", "f1")
@@ -275,6 +276,7 @@ def evaluate_run(run_dir: Path, *, data_name: str = "imagefolder", data_root: Pa
     from cnnlab.store.artifact import load_run
 
     saved = load_run(run_dir)
+    configure_cpu(saved.cfg.train.threads)
     raw = saved.cfg.model_dump(mode="json")
     raw["data"] = {**raw["data"], "name": data_name,
                    "root": str(data_root) if data_root is not None else None,
@@ -335,6 +337,7 @@ def predict_run(run_dir: Path, source: Path, out: Path, *, probabilities: bool =
     from cnnlab.store.artifact import load_run
 
     saved = load_run(run_dir)
+    configure_cpu(saved.cfg.train.threads)
     inputs = resolve_inputs(source, id_column=id_column, path_column=path_column)
     # A class literally named "id" or "label" would collide with those columns.
     prefix = "p_" if {"id", "label"} & set(saved.classes) else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -39,6 +39,7 @@ class Plan:
     epochs: int
     seconds_total: float
     threads: int
+    resized_seconds_per_step: dict[int, float] = field(default_factory=dict)
 
     def to_text(self) -> str:
         return "\n".join([
@@ -48,7 +49,9 @@ class Plan:
             f"{self.seconds_per_step * 1000:.0f} ms a step measured "
             f"({self.train_images_per_s:,.0f} images/s, {self.threads} threads)",
             f"validation: {self.val_images:,} images at {self.eval_images_per_s:,.0f} images/s",
-            f"projected: {self.seconds_per_epoch:,.1f} s an epoch, "
+            *[f"progressive resizing: {size} px, {seconds * 1000:.0f} ms a step measured"
+              for size, seconds in self.resized_seconds_per_step.items()],
+            f"projected: {self.seconds_per_epoch:,.1f} s an epoch at full size, "
             f"{_minutes(self.seconds_total)} for {self.epochs} epochs "
             "(less if early stopping ends it)",
         ])
@@ -68,7 +71,14 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
     flops = forward_flops(classifier, data.in_shape)
 
     lit = make_lit_module(classifier, data, cfg.train, cfg.augment)
-    seconds_per_step = time_training_steps(lit, data, cfg, steps=steps, warmup=warmup)
+    full_epoch = next(e for e in range(cfg.train.epochs) if cfg.train.train_size(e) is None)
+    seconds_per_step = time_training_steps(lit, data, cfg, steps=steps, warmup=warmup,
+                                           epoch=full_epoch)
+    first_epoch_at: dict[int, int] = {}
+    for e in range(full_epoch):
+        first_epoch_at.setdefault(cfg.train.train_size(e), e)
+    resized = {size: time_training_steps(lit, data, cfg, steps=steps, warmup=warmup, epoch=e)
+               for size, e in first_epoch_at.items()}
     batch_size = cfg.train.batch_size
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     val_images = len(data.val) if data.val is not None else 0
@@ -78,14 +88,17 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
         predict_probs(classifier, sample[:64], channels_last=cfg.train.channels_last)  # warm-up
         _, eval_speed = predict_probs(classifier, sample, batch_size=max(batch_size, 512),
                                       channels_last=cfg.train.channels_last)
-    epoch = steps_per_epoch * seconds_per_step + (val_images / eval_speed if eval_speed else 0.0)
+    val_seconds = val_images / eval_speed if eval_speed else 0.0
+    epoch = steps_per_epoch * seconds_per_step + val_seconds
+    total = sum(steps_per_epoch * resized.get(cfg.train.train_size(e), seconds_per_step)
+                + val_seconds for e in range(cfg.train.epochs))
     return Plan(
         params=summary.total, trainable_params=summary.trainable,
         mflops_per_image=flops / 1e6, train_images=len(data.train), val_images=val_images,
         batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         seconds_per_step=seconds_per_step, train_images_per_s=batch_size / seconds_per_step,
         eval_images_per_s=eval_speed, seconds_per_epoch=epoch, epochs=cfg.train.epochs,
-        seconds_total=epoch * cfg.train.epochs, threads=threads)
+        seconds_total=total, threads=threads, resized_seconds_per_step=resized)
 
 
 def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:
@@ -98,13 +111,16 @@ def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> flo
     return float(counter.get_total_flops())
 
 
-def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int) -> float:
-    """Median seconds of full training steps on real batches (after ``warmup`` untimed steps)."""
+def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int,
+                        epoch: int = 0) -> float:
+    """Median seconds of full training steps of ``epoch`` (its augmentation and training size)
+    on real batches, after ``warmup`` untimed steps."""
     optimizer = lit.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     if cfg.train.channels_last:
         lit.to(memory_format=torch.channels_last)
     lit.train()
+    lit.enter_epoch(epoch)
     loader = make_loader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
     times: list[float] = []
     batches = iter(loader)
@@ -115,7 +131,7 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
             batches = iter(loader)
             images, labels = next(batches)
         started = time.perf_counter()
-        x, y = lit.prepare_batch((images, labels), training=True)
+        x, y = lit.prepare_batch((images, labels), training=True, epoch=epoch)
         loss, _ = lit.compute_loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

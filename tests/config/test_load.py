@@ -53,6 +53,9 @@ def test_shorthands_for_loss_class_weights_and_callbacks():
     ({"name": "bad name!"}, ["`name`"]),
     ({"data": {}}, ["`name` is required"]),
     ({"name": "x", "data": {"val_split": 0.6, "test_split": 0.5}}, ["below 1"]),
+    ({"name": "x", "train": {"epochs": 3, "progressive_resize": [{"epochs": 3, "size": 24}]}},
+     ["progressive_resize covers 3 epochs of 3"]),
+    ({"name": "x", "train": {"lookahead": {"ramp": "linear"}}}, ["`train.lookahead.ramp`", "'cubic'"]),
 ])
 def test_bad_values_name_the_yaml_path_and_what_is_allowed(raw, fragments):
     with pytest.raises(ConfigError) as info:
@@ -108,3 +111,9 @@ def test_assignment_is_validated():
     cfg = TrainConfig()
     with pytest.raises(Exception):
         cfg.epochs = 0
+
+
+def test_progressive_resize_stages_map_epochs_to_training_sizes():
+    cfg = validate_config({"name": "x", "train": {"epochs": 5, "progressive_resize": [
+        {"epochs": 2, "size": 16}, {"epochs": 1, "size": 24}]}})
+    assert [cfg.train.train_size(e) for e in range(5)] == [16, 16, 24, None, None]

@@ -42,3 +42,14 @@ def test_forward_backward_and_head_scale():
     assert out.shape == (2, 10)
     out.sum().backward()
     assert net.head.weight.grad is not None
+
+
+def test_whitening_bias_trains_only_for_its_epochs():
+    net = fastnet(widths=[8], whiten_bias_epochs=3)
+    net.set_epoch(2)
+    assert net.stem.conv.bias.requires_grad
+    net.set_epoch(3)
+    assert not net.stem.conv.bias.requires_grad
+    always = fastnet(widths=[8])
+    always.set_epoch(9)
+    assert always.stem.conv.bias.requires_grad

@@ -24,6 +24,9 @@ class FastNetConfig(Strict):
     whiten_width: Annotated[int, Field(ge=1)] | None = Field(
         None, description="stem channels; default 2 * C * k * k (each eigenvector and its negative)")
     whiten_eps: Annotated[float, Field(gt=0)] = 5e-4
+    whiten_bias_epochs: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="train the stem's bias only for this many epochs, then freeze it, which "
+        "also skips the first conv's input gradient (airbench: 3); null = always train it")
     bn_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.6, description="Keras meaning: weight of the old running statistics")
     bn_frozen_scale: bool = Field(True, description="BatchNorm scale fixed at 1, only the bias learns")

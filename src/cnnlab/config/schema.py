@@ -351,6 +351,17 @@ class Lookahead(Strict):
 
     k: PositiveInt = 5
     alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    ramp: Literal["none", "cubic"] = Field(
+        "none", description="cubic (airbench94): the step's alpha falls from 1 (no averaging) to "
+        "`alpha` as (step/total)^3, BatchNorm statistics are averaged too, and training ends on "
+        "the slow weights")
+
+
+class ResizeStage(Strict):
+    """``epochs`` epochs trained on batches downscaled to ``size`` x ``size`` pixels."""
+
+    epochs: PositiveInt
+    size: Annotated[int, Field(ge=2)]
 
 
 class TrainConfig(Strict):
@@ -376,6 +387,9 @@ class TrainConfig(Strict):
         1.0, description="LR multiplier for BatchNorm parameters and biases (speed recipes: 64)")
     ema: EMA | None = None
     lookahead: Lookahead | None = Field(None, description="wrap the optimizer in Lookahead")
+    progressive_resize: list[ResizeStage] = Field(
+        default_factory=list, description="progressive resizing (fastai): the first epochs train "
+        "on downscaled batches, stage by stage; the remaining epochs and evaluation use full size")
     terminate_on_nan: bool = True
     seed: int = 42
     device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
@@ -389,7 +403,19 @@ class TrainConfig(Strict):
         if self.schedule is not None and self.reduce_lr_on_plateau is not None:
             raise ValueError("schedule (per step) and reduce_lr_on_plateau (per epoch) both set "
                              "the learning rate: keep one")
+        resized = sum(stage.epochs for stage in self.progressive_resize)
+        if resized >= self.epochs:
+            raise ValueError(f"progressive_resize covers {resized} epochs of {self.epochs}: leave "
+                             "at least the last epoch at full size")
         return self
+
+    def train_size(self, epoch: int) -> int | None:
+        """The square side the 0-based ``epoch`` trains at, or None for the data's own size."""
+        for stage in self.progressive_resize:
+            if epoch < stage.epochs:
+                return stage.size
+            epoch -= stage.epochs
+        return None
 
     @field_validator("loss", mode="before")
     @classmethod

@@ -5,6 +5,9 @@ from the eigenvectors of the training patches' covariance, then conv groups of
 (conv3x3, maxpool, BN, GELU, conv3x3, BN, GELU) with identity-initialised filters and
 BatchNorm whose scale is frozen at 1, then a bias-free linear head scaled down. The
 whitening stem needs training images: the pipeline calls :meth:`FastNet.init_from_data`.
+Its bias may train for the first epochs only (``whiten_bias_epochs``, airbench: 3): once it
+is frozen nothing before the first conv group needs a gradient, so backward skips that
+conv's input gradient.
 """
 
 from __future__ import annotations
@@ -94,6 +97,12 @@ class FastNet(nn.Module):
         self.flatten = nn.Flatten()
         self.head = nn.Linear(width, num_classes, bias=False)
         self.head_scale = cfg.head_scale
+        self.whiten_bias_epochs = cfg.whiten_bias_epochs if cfg.whiten_kernel else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of each training epoch (0-based)."""
+        if self.whiten_bias_epochs is not None:
+            self.stem.conv.bias.requires_grad_(epoch < self.whiten_bias_epochs)
 
     def init_from_data(self, images: torch.Tensor, mean, std) -> None:
         if isinstance(self.stem, WhiteningStem):

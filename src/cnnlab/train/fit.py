@@ -25,6 +25,7 @@ from cnnlab.config.schema import AugmentSpec, TrainConfig
 from cnnlab.data import DataBundle, make_loader
 from cnnlab.data.augment import build_augment
 from cnnlab.errors import ConfigError
+from cnnlab.train.averaging import RampedLookahead
 from cnnlab.train.classifier import Classifier
 from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.finetune import finetune_callbacks
@@ -110,6 +111,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
                                             update_every_n_steps=cfg.ema.every_n_steps,
                                             update_starting_at_step=cfg.ema.start_step))
+    if cfg.lookahead is not None and cfg.lookahead.ramp == "cubic":
+        callbacks.append(RampedLookahead(cfg.lookahead.k, cfg.lookahead.alpha))
     # Transfer learning: a backbone's two-phase schedule unfreezes layers (train/finetune.py).
     callbacks.extend(finetune_callbacks(classifier.net))
     if cfg.early_stopping is not None:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.config.schema import TrainConfig
@@ -46,12 +47,28 @@ class LitClassifier(L.LightningModule):
         training = self.trainer is not None and self.trainer.training
         return self.prepare_batch(batch, training=training)
 
-    def prepare_batch(self, batch, *, training: bool):
-        """uint8 (B, C, H, W) -> float on the 0-255 scale, augmented when training."""
+    def on_train_epoch_start(self) -> None:
+        self.enter_epoch(self.current_epoch)
+
+    def enter_epoch(self, epoch: int) -> None:
+        """Models with epoch-dependent parts (fastnet's stem bias) follow the run's epoch."""
+        set_epoch = getattr(self.model.net, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+
+    def prepare_batch(self, batch, *, training: bool, epoch: int | None = None):
+        """uint8 (B, C, H, W) -> float on the 0-255 scale, augmented (and, during progressive
+        resizing, downscaled) when training; ``epoch`` defaults to the trainer's."""
         images, labels = batch
         x = images.float()
         if training:
-            x = self.augment(x, epoch=self.current_epoch)
+            epoch = self.current_epoch if epoch is None else epoch
+            x = self.augment(x, epoch=epoch)
+            size = self.cfg.train_size(epoch)
+            if size is not None and size != x.shape[-1]:
+                # Antialiased, so a downscaled batch looks like a smaller photo, not an aliased one.
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                  align_corners=False)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels

@@ -49,7 +49,8 @@ def _rmsprop(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def build_optimizer(params: Params, cfg: TrainConfig) -> torch.optim.Optimizer:
     optimizer = OPTIMIZERS.get(cfg.optimizer)(params, cfg)
-    if cfg.lookahead is not None:
+    if cfg.lookahead is not None and cfg.lookahead.ramp == "none":
+        # The cubic ramp is a callback instead (train/averaging.py).
         # timm's wrapper shares the base optimizer's param_groups, so LR schedules and the
         # decoupled weight decay below see the same groups.
         optimizer = Lookahead(optimizer, alpha=cfg.lookahead.alpha, k=cfg.lookahead.k)
