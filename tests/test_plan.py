@@ -50,3 +50,20 @@ def test_plan_times_progressive_resizing_stages_separately(tmp_path):
         plan.val_images / plan.eval_images_per_s)
     assert abs(plan.seconds_total - (2 * plan.seconds_per_epoch + resized_epoch)) < 1e-9
     assert "progressive resizing: 4 px" in plan.to_text()
+
+
+def test_plan_times_steps_in_the_runs_mixed_precision(tmp_path, monkeypatch):
+    from cnnlab.train.module import LitClassifier
+
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"batch_size": 32, "precision": "bf16-mixed"}))
+    seen: list[torch.dtype | None] = []
+    original = LitClassifier.compute_loss
+
+    def spy(self, x, y):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return original(self, x, y)
+
+    monkeypatch.setattr(LitClassifier, "compute_loss", spy)
+    plan_experiment(cfg, steps=2, warmup=1)
+    assert seen and set(seen) == {torch.bfloat16}

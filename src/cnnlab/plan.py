@@ -111,6 +111,9 @@ def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> flo
     return float(counter.get_total_flops())
 
 
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
 def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int,
                         epoch: int = 0) -> float:
     """Median seconds of full training steps of ``epoch`` (its augmentation and training size)
@@ -121,6 +124,7 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
         lit.to(memory_format=torch.channels_last)
     lit.train()
     lit.enter_epoch(epoch)
+    autocast_dtype = _AUTOCAST_DTYPES.get(cfg.train.precision)
     loader = make_loader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
     times: list[float] = []
     batches = iter(loader)
@@ -131,8 +135,11 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
             batches = iter(loader)
             images, labels = next(batches)
         started = time.perf_counter()
-        x, y = lit.prepare_batch((images, labels), training=True, epoch=epoch)
-        loss, _ = lit.compute_loss(x, y)
+        # The run's precision: Lightning's mixed precision autocasts forward and loss only.
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16,
+                            enabled=autocast_dtype is not None):
+            x, y = lit.prepare_batch((images, labels), training=True, epoch=epoch)
+            loss, _ = lit.compute_loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
