@@ -14,7 +14,6 @@ Set ``train.precision: bf16-mixed`` only where this prints a ratio above 1:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -22,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _record import record
 
-REPO = Path(__file__).resolve().parents[1]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -83,10 +82,7 @@ def main() -> int:
         "cpu_bf16_flags": cpu_bf16_flags(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    print(json.dumps(figures))
-    with (REPO / "docs" / "performance.md").open("a") as doc:
-        doc.write(f"\n- precision `{args.recipe}` ({figures['measured_at']}): "
-                  f"`{json.dumps(figures)}`\n")
+    record(f"precision `{args.recipe}`", figures)
     return 0
 
 

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _record import record
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "cifar10" / "train"
@@ -174,9 +175,7 @@ def main() -> int:
         summary[f"cnnlab_over_bare_{key}"] = round(summary[f"cnnlab_{key}"] / summary[f"bare_{key}"], 3)
         if results["keras"]:
             summary[f"cnnlab_over_keras_{key}"] = round(summary[f"cnnlab_{key}"] / summary[f"keras_{key}"], 3)
-    print(json.dumps(summary))
-    with (REPO / "docs" / "performance.md").open("a") as doc:
-        doc.write(f"\n- throughput `{args.model}` ({summary['measured_at']}): `{json.dumps(summary)}`\n")
+    record(f"throughput `{args.model}`", summary)
     return 0
 
 

@@ -13,13 +13,13 @@ peak (measured here). Appends the figures to docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _record import record
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,10 +89,7 @@ def main() -> int:
         "run_dir": str(outcome.run_dir),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    print(json.dumps(figures))
-    with (REPO / "docs" / "performance.md").open("a") as doc:
-        doc.write(f"\n- time_to_accuracy `{args.recipe}` seed {args.seed} "
-                  f"({figures['measured_at']}): `{json.dumps(figures)}`\n")
+    record(f"time_to_accuracy `{args.recipe}` seed {args.seed}", figures)
     return 0
 
 
