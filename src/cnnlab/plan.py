@@ -136,8 +136,7 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
             images, labels = next(batches)
         started = time.perf_counter()
         # The run's precision: Lightning's mixed precision autocasts forward and loss only.
-        with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16,
-                            enabled=autocast_dtype is not None):
+        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
             x, y = lit.prepare_batch((images, labels), training=True, epoch=epoch)
             loss, _ = lit.compute_loss(x, y)
         optimizer.zero_grad(set_to_none=True)
