@@ -84,6 +84,8 @@ def main() -> int:
         "recipe": str(args.recipe), "seed": args.seed, "seconds_to_target": reached,
         "final_accuracy": round(100 * plain, 2), "final_accuracy_tta": round(100 * tta, 2),
         "epochs": len(history), "train_seconds": round(train_seconds, 1),
+        # Included in train_seconds; a recipe with validation_freq > 1 skips most of it.
+        "validation_seconds": round(sum(row.get("val_seconds", 0.0) for row in history), 1),
         "train_images_per_s": round(images_per_s, 1), "achieved_gflops": round(gflops, 1),
         "matmul_peak_gflops": round(peak, 1), "cpu": cpu_description(),
         "run_dir": str(outcome.run_dir),

@@ -14,6 +14,7 @@ from cnnlab.data import build_data
 from cnnlab.errors import RunError
 from cnnlab.models import build_model
 from cnnlab.pipeline import resume_experiment, run_experiment
+from cnnlab.store import read_history
 from cnnlab.train import Classifier
 from conftest import tiny_experiment
 
@@ -134,6 +135,22 @@ def test_without_checkpoint_the_last_epoch_is_evaluated_and_resumable(tmp_path):
     assert outcome.metrics["weights"] == "last epoch" and outcome.metrics["best_epoch"] is None
     assert (outcome.run_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (outcome.run_dir / "checkpoints" / "best.ckpt").exists()
+
+
+def test_validation_freq_validates_every_nth_epoch_only(tmp_path):
+    # Keras's fit(validation_freq=2): epochs 2 and 4 validate; the others must not repeat the
+    # last validation's figures (Lightning keeps them in callback_metrics).
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 4, "validation_freq": 2,
+                                                 "checkpoint": {"monitor": "val_accuracy"}}))
+    outcome = run_experiment(cfg, say=quiet)
+    history = read_history(outcome.run_dir)
+    validated = [np.isfinite(row["val_accuracy"]) for row in history]
+    assert validated == [False, True, False, True]
+    assert all(np.isnan(row["val_loss"]) == (not v) for row, v in zip(history, validated))
+    assert [row["val_seconds"] > 0 for row in history] == validated
+    assert all(row["val_seconds"] < row["seconds"] for row in history)
+    assert outcome.metrics["best_epoch"] in (2, 4)
 
 
 SIZE_AGNOSTIC = {"layers": [{"conv2d": {"filters": 8, "padding": "same", "activation": "relu"}},

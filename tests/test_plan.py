@@ -20,8 +20,20 @@ def test_plan_projects_epochs_from_measured_steps(tmp_path):
     assert plan.steps_per_epoch == -(-plan.train_images // 32)
     assert plan.seconds_per_step > 0 and plan.eval_images_per_s > 0
     assert plan.seconds_total == plan.seconds_per_epoch * 3
-    assert "projected" in plan.to_text()
+    assert "projected" in plan.to_text() and plan.validations == 3
     assert not list((tmp_path / "runs").glob("**/metrics.json"))  # nothing was trained or stored
+
+
+def test_plan_counts_only_the_validation_passes_validation_freq_runs(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 5, "batch_size": 32,
+                                                 "validation_freq": 2, "checkpoint": None}))
+    plan = plan_experiment(cfg, steps=3, warmup=1)
+    assert plan.validations == 2
+    val_seconds = plan.val_images / plan.eval_images_per_s
+    training = plan.seconds_per_epoch - val_seconds
+    assert abs(plan.seconds_total - (5 * training + 2 * val_seconds)) < 1e-9
+    assert "2 passes" in plan.to_text()
 
 
 def test_ema_and_step_schedule_run_end_to_end(tmp_path):

@@ -27,7 +27,8 @@ from cnnlab.store import (environment, new_run_dir, open_run, read_history, read
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
 
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                  "val_seconds")
 PER_CLASS_FIELDS = ("split", "class", "support", "precision", "recall", "specificity", "f1")
 
 

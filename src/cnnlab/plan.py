@@ -37,6 +37,7 @@ class Plan:
     eval_images_per_s: float
     seconds_per_epoch: float
     epochs: int
+    validations: int
     seconds_total: float
     threads: int
     resized_seconds_per_step: dict[int, float] = field(default_factory=dict)
@@ -48,10 +49,11 @@ class Plan:
             f"training: {self.steps_per_epoch} steps of {self.batch_size} a epoch, "
             f"{self.seconds_per_step * 1000:.0f} ms a step measured "
             f"({self.train_images_per_s:,.0f} images/s, {self.threads} threads)",
-            f"validation: {self.val_images:,} images at {self.eval_images_per_s:,.0f} images/s",
+            f"validation: {self.val_images:,} images at {self.eval_images_per_s:,.0f} images/s, "
+            f"{self.validations} passes",
             *[f"progressive resizing: {size} px, {seconds * 1000:.0f} ms a step measured"
               for size, seconds in self.resized_seconds_per_step.items()],
-            f"projected: {self.seconds_per_epoch:,.1f} s an epoch at full size, "
+            f"projected: {self.seconds_per_epoch:,.1f} s an epoch at full size with validation, "
             f"{_minutes(self.seconds_total)} for {self.epochs} epochs "
             "(less if early stopping ends it)",
         ])
@@ -90,15 +92,18 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
                                       channels_last=cfg.train.channels_last)
     val_seconds = val_images / eval_speed if eval_speed else 0.0
     epoch = steps_per_epoch * seconds_per_step + val_seconds
-    total = sum(steps_per_epoch * resized.get(cfg.train.train_size(e), seconds_per_step)
-                + val_seconds for e in range(cfg.train.epochs))
+    validations = cfg.train.epochs // cfg.train.validation_freq if val_images else 0
+    total = validations * val_seconds + sum(
+        steps_per_epoch * resized.get(cfg.train.train_size(e), seconds_per_step)
+        for e in range(cfg.train.epochs))
     return Plan(
         params=summary.total, trainable_params=summary.trainable,
         mflops_per_image=flops / 1e6, train_images=len(data.train), val_images=val_images,
         batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         seconds_per_step=seconds_per_step, train_images_per_s=batch_size / seconds_per_step,
         eval_images_per_s=eval_speed, seconds_per_epoch=epoch, epochs=cfg.train.epochs,
-        seconds_total=total, threads=threads, resized_seconds_per_step=resized)
+        validations=validations, seconds_total=total, threads=threads,
+        resized_seconds_per_step=resized)
 
 
 def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:

@@ -56,6 +56,8 @@ def test_shorthands_for_loss_class_weights_and_callbacks():
     ({"name": "x", "train": {"epochs": 3, "progressive_resize": [{"epochs": 3, "size": 24}]}},
      ["progressive_resize covers 3 epochs of 3"]),
     ({"name": "x", "train": {"lookahead": {"ramp": "linear"}}}, ["`train.lookahead.ramp`", "'cubic'"]),
+    ({"name": "x", "train": {"validation_freq": 2, "reduce_lr_on_plateau": {}}},
+     ["`train`", "monitors val_loss", "validation_freq: 1"]),
 ])
 def test_bad_values_name_the_yaml_path_and_what_is_allowed(raw, fragments):
     with pytest.raises(ConfigError) as info:

@@ -387,6 +387,9 @@ class TrainConfig(Strict):
         1.0, description="LR multiplier for BatchNorm parameters and biases (speed recipes: 64)")
     ema: EMA | None = None
     lookahead: Lookahead | None = Field(None, description="wrap the optimizer in Lookahead")
+    validation_freq: PositiveInt = Field(
+        1, description="validate every N epochs, as Keras's fit(validation_freq=N); the epochs in "
+        "between record no val_ metrics and skip the validation pass's time")
     progressive_resize: list[ResizeStage] = Field(
         default_factory=list, description="progressive resizing (fastai): the first epochs train "
         "on downscaled batches, stage by stage; the remaining epochs and evaluation use full size")
@@ -399,10 +402,16 @@ class TrainConfig(Strict):
     progress_bar: bool = True
 
     @model_validator(mode="after")
-    def _one_lr_policy(self) -> "TrainConfig":
+    def _coherent_epoch_policies(self) -> "TrainConfig":
         if self.schedule is not None and self.reduce_lr_on_plateau is not None:
             raise ValueError("schedule (per step) and reduce_lr_on_plateau (per epoch) both set "
                              "the learning rate: keep one")
+        plateau = self.reduce_lr_on_plateau
+        if self.validation_freq > 1 and plateau is not None and plateau.monitor.startswith("val_"):
+            raise ValueError(f"reduce_lr_on_plateau monitors {plateau.monitor} after every epoch, "
+                             f"but validation_freq {self.validation_freq} validates only every "
+                             f"{self.validation_freq} epochs: monitor loss, or set "
+                             "validation_freq: 1")
         resized = sum(stage.epochs for stage in self.progressive_resize)
         if resized >= self.epochs:
             raise ValueError(f"progressive_resize covers {resized} epochs of {self.epochs}: leave "

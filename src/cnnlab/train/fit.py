@@ -62,25 +62,43 @@ class TrainResult:
 
 
 class EpochRecorder(L.Callback):
-    """Hands one row per finished epoch (Keras's history keys, lr, seconds) to ``on_epoch``."""
+    """Hands one row per finished epoch (Keras's history keys, lr, seconds) to ``on_epoch``.
+
+    ``seconds`` is the whole epoch and ``val_seconds`` its validation pass. An epoch that did
+    not validate (``validation_freq``) records NaN val_ metrics: Lightning keeps the last
+    validation's values in ``callback_metrics``, which would otherwise repeat them.
+    """
 
     def __init__(self, on_epoch: Callable[[EpochRow], None], history: list[EpochRow]) -> None:
         self.on_epoch = on_epoch
         self.history = history
         self._started = 0.0
+        self._val_started = 0.0
+        self._val_seconds = 0.0
+        self._validated = False
         self._lr = math.nan
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
+        self._val_seconds, self._validated = 0.0, False
         self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_started = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_seconds += time.perf_counter() - self._val_started
+        self._validated = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row: EpochRow = {"epoch": trainer.current_epoch + 1}
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            row[key] = float(metrics[key]) if key in metrics else math.nan
+            stale = key.startswith("val_") and not self._validated
+            row[key] = float(metrics[key]) if key in metrics and not stale else math.nan
         row["lr"] = self._lr
         row["seconds"] = time.perf_counter() - self._started
+        row["val_seconds"] = self._val_seconds
         # A resumed run replays from its checkpoint: later rows of the old history are stale.
         self.history[:] = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
         self.on_epoch(row)
@@ -123,6 +141,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.device, devices=1,
         precision="32-true" if cfg.precision == "32" else cfg.precision,
+        check_val_every_n_epoch=cfg.validation_freq,
         callbacks=callbacks, logger=False, enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(checkpoint_dir), deterministic=False)
