@@ -44,6 +44,12 @@ def test_forward_backward_and_head_scale():
     assert net.head.weight.grad is not None
 
 
+def test_head_init_std_rescales_only_when_asked():
+    torch.manual_seed(0)
+    assert abs(fastnet(widths=[8, 16], head_init_std=1.0).head.weight.std().item() - 1.0) < 1e-5
+    assert fastnet(widths=[8, 16]).head.weight.std().item() < 0.5  # PyTorch's 1/sqrt(3 * 16)
+
+
 def test_whitening_bias_trains_only_for_its_epochs():
     net = fastnet(widths=[8], whiten_bias_epochs=3)
     net.set_epoch(2)

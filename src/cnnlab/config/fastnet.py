@@ -32,4 +32,7 @@ class FastNetConfig(Strict):
     bn_frozen_scale: bool = Field(True, description="BatchNorm scale fixed at 1, only the bias learns")
     dirac_init: bool = Field(True, description="first half of each conv's filters start as identity")
     head_scale: Annotated[float, Field(gt=0)] = Field(
-        1 / 9, description="multiplies the logits (airbench: 1/9)")
+        1 / 9, description="multiplies the logits (airbench94: 1/9; airbench94_muon: 1/256)")
+    head_init_std: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="rescale the head's initial weights to this standard deviation "
+        "(airbench94_muon: 1); null keeps PyTorch's default")

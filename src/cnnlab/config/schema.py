@@ -357,6 +357,17 @@ class Lookahead(Strict):
         "the slow weights")
 
 
+class Muon(Strict):
+    """``optimizer: muon``'s settings for conv filters (Jordan's Muon, as airbench94_muon uses
+    it); every other parameter trains with SGD at ``train.lr`` / ``momentum`` / ``nesterov``."""
+
+    lr: Annotated[float, Field(gt=0.0)] = 0.24
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.6
+    nesterov: bool = True
+    ns_steps: Annotated[int, Field(ge=1, le=10)] = Field(
+        3, description="Newton-Schulz iterations that orthogonalise each update")
+
+
 class ResizeStage(Strict):
     """``epochs`` epochs trained on batches downscaled to ``size`` x ``size`` pixels."""
 
@@ -369,12 +380,18 @@ class TrainConfig(Strict):
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 128
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "muon"] = "adam"
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     nesterov: bool = False
+    muon: Muon = Field(default_factory=Muon, description="conv filters' settings when optimizer "
+                       "is muon")
     weight_decay: Annotated[float, Field(ge=0.0)] = Field(
-        0.0, description="decoupled, as Keras's optimizers apply weight_decay")
+        0.0, description="decoupled, as Keras's optimizers apply weight_decay (weight_decay_mode)")
+    weight_decay_mode: Literal["decoupled", "coupled"] = Field(
+        "decoupled", description="decoupled: p -= lr * weight_decay * p after each step (Keras, "
+        "fastai, AdamW); coupled: weight_decay * p is added to the gradient, so momentum carries "
+        "it (torch's SGD weight_decay argument, as airbench tunes it)")
     loss: LossSpec = Field(default_factory=lambda: CrossEntropy(name="cross_entropy"))
     class_weights: ClassWeights = Field(default_factory=ClassWeights)
     checkpoint: Checkpoint | None = Field(
@@ -385,6 +402,9 @@ class TrainConfig(Strict):
     schedule: ScheduleConfig | None = Field(None, description="per-step LR schedule")
     norm_bias_lr_mult: Annotated[float, Field(gt=0.0)] = Field(
         1.0, description="LR multiplier for BatchNorm parameters and biases (speed recipes: 64)")
+    norm_bias_wd_mult: Annotated[float, Field(ge=0.0)] = Field(
+        1.0, description="weight-decay multiplier for the same parameters; airbench's 1 / "
+        "norm_bias_lr_mult keeps their decay per step equal to the weights' (coupled mode)")
     ema: EMA | None = None
     lookahead: Lookahead | None = Field(None, description="wrap the optimizer in Lookahead")
     validation_freq: PositiveInt = Field(

@@ -96,6 +96,9 @@ class FastNet(nn.Module):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.flatten = nn.Flatten()
         self.head = nn.Linear(width, num_classes, bias=False)
+        if cfg.head_init_std is not None:
+            with torch.no_grad():
+                self.head.weight.mul_(cfg.head_init_std / self.head.weight.std())
         self.head_scale = cfg.head_scale
         self.whiten_bias_epochs = cfg.whiten_bias_epochs if cfg.whiten_kernel else None
 

@@ -223,10 +223,12 @@ def _call(spec: Mapping | None, name_key: str = "type", name: str | None = None)
 def hyperparameters(train: Mapping) -> list[list[str]]:
     rows = [["batch size", _fmt(train.get("batch_size"))], ["epochs", _fmt(train.get("epochs"))],
             ["optimizer", _fmt(train.get("optimizer"))], ["learning rate", _fmt(train.get("lr"))]]
-    if train.get("optimizer") in ("sgd", "rmsprop"):
+    if train.get("optimizer") in ("sgd", "rmsprop", "muon"):
         rows.append(["momentum", _fmt(train.get("momentum"))])
-        if train.get("optimizer") == "sgd":
+        if train.get("optimizer") in ("sgd", "muon"):
             rows.append(["nesterov", _fmt(train.get("nesterov"))])
+    if train.get("optimizer") == "muon":
+        rows.append(["muon (conv filters)", _call(train.get("muon"), name="Muon")])
     rows.append(["weight decay", _fmt(train.get("weight_decay"))])
     rows.append(["loss", _call(train.get("loss"), "name")])
     weights = train.get("class_weights") or {}
@@ -237,6 +239,7 @@ def hyperparameters(train: Mapping) -> list[list[str]]:
             rows.append([key, _fmt(train[key])])
     known = {"batch_size", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
              "loss", "class_weights", "seed", "precision", "device", "checkpoint", "early_stopping",
+             "muon",
              "reduce_lr_on_plateau", "terminate_on_nan", "channels_last", "threads", "progress_bar"}
     for key, value in train.items():  # settings added later still show up
         if key not in known:

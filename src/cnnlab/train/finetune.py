@@ -37,15 +37,15 @@ def _net(model: nn.Module) -> nn.Module:
 def finetune_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict] | None:
     """Param groups with per-stage learning rates, or None when the model has no finetune plan.
 
-    ``train.norm_bias_lr_mult`` still applies: each group's norm parameters and biases get
-    their own group at ``lr * norm_bias_lr_mult``.
+    ``train.norm_bias_lr_mult`` and ``norm_bias_wd_mult`` still apply: each group's norm
+    parameters and biases get their own group at ``lr * norm_bias_lr_mult``.
     """
     net = _net(model)
     lr_groups = getattr(net, "lr_groups", None)
     groups = lr_groups(cfg.lr) if callable(lr_groups) else None
     if groups is None:
         return None
-    if cfg.norm_bias_lr_mult == 1.0:
+    if cfg.norm_bias_lr_mult == 1.0 and cfg.norm_bias_wd_mult == 1.0:
         return [g for g in groups if g["params"]]
     scaled_ids = {id(p) for m in net.modules() if isinstance(m, _NORMS)
                   for p in m.parameters(recurse=False)}
@@ -58,7 +58,7 @@ def finetune_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict] | No
             split.append({**group, "params": weights})
         if scaled:
             split.append({**group, "params": scaled, "lr": group["lr"] * cfg.norm_bias_lr_mult,
-                          "name": f"{group['name']}:norm_bias"})
+                          "wd_mult": cfg.norm_bias_wd_mult, "name": f"{group['name']}:norm_bias"})
     return split
 
 

@@ -19,7 +19,7 @@ from cnnlab.config.schema import TrainConfig
 from cnnlab.models import l2_penalty
 from cnnlab.train.classifier import Classifier
 from cnnlab.train.finetune import finetune_param_groups
-from cnnlab.train.optim import apply_decoupled_weight_decay, build_optimizer
+from cnnlab.train.optim import apply_weight_decay, build_optimizer
 from cnnlab.train.schedules import build_step_scheduler
 
 METRIC_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max"}
@@ -100,7 +100,7 @@ class LitClassifier(L.LightningModule):
         self.log("val_accuracy", accuracy, on_epoch=True, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        apply_decoupled_weight_decay(optimizer, self.cfg.weight_decay)
+        apply_weight_decay(optimizer, self.cfg.weight_decay, self.cfg.weight_decay_mode)
 
     def configure_optimizers(self):
         # Transfer learning: a backbone with a finetune plan brings per-stage LRs (train/finetune.py).
@@ -126,11 +126,12 @@ class LitClassifier(L.LightningModule):
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """Trainable parameters in two groups: weights, and norm parameters plus biases.
 
-    The second group's LR is ``lr * norm_bias_lr_mult`` (the speed recipes train BatchNorm
+    The second group's LR is ``lr * norm_bias_lr_mult`` and its weight decay
+    ``weight_decay * norm_bias_wd_mult`` (the speed recipes train BatchNorm
     biases much faster than weights); one group when the multiplier is 1.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.norm_bias_lr_mult == 1.0:
+    if cfg.norm_bias_lr_mult == 1.0 and cfg.norm_bias_wd_mult == 1.0:
         return [{"params": [p for _, p in trainable]}]
     norm_ids = {id(p) for m in model.modules()
                 if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
@@ -139,4 +140,5 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     scaled_ids = {id(p) for p in scaled}
     weights = [p for _, p in trainable if id(p) not in scaled_ids]
     return [{"params": weights},
-            {"params": scaled, "lr": cfg.lr * cfg.norm_bias_lr_mult}]
+            {"params": scaled, "lr": cfg.lr * cfg.norm_bias_lr_mult,
+             "wd_mult": cfg.norm_bias_wd_mult}]
