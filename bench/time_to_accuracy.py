@@ -81,7 +81,8 @@ def main() -> int:
     images_per_s = len(data.train) * len(history) / train_seconds
     gflops = 3 * forward_flops(classifier, data.in_shape) * images_per_s / 1e9  # fwd + 2x bwd
     figures = {
-        "recipe": str(args.recipe), "seed": args.seed, "seconds_to_target": reached,
+        "recipe": str(args.recipe), "overrides": args.overrides, "seed": args.seed,
+        "seconds_to_target": reached,
         "final_accuracy": round(100 * plain, 2), "final_accuracy_tta": round(100 * tta, 2),
         "epochs": len(history), "train_seconds": round(train_seconds, 1),
         # Included in train_seconds; a recipe with validation_freq > 1 skips most of it.
@@ -91,7 +92,8 @@ def main() -> int:
         "run_dir": str(outcome.run_dir),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    record(f"time_to_accuracy `{args.recipe}` seed {args.seed}", figures)
+    changed = f" with {' '.join(args.overrides)}" if args.overrides else ""
+    record(f"time_to_accuracy `{args.recipe}`{changed} seed {args.seed}", figures)
     return 0
 
 

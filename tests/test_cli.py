@@ -59,7 +59,8 @@ def test_run_writes_every_result_file(tmp_path, image_folder, capsys):
         assert key in metrics, key
     assert metrics["epochs_run"] == 2
     history = (run_dir / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds" and len(history) == 3
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds,val_seconds"
+    assert len(history) == 3
     assert "Total params" in (run_dir / "summary.txt").read_text()
     assert str(run_dir) in out and "support" in out.lower()
 
