@@ -438,6 +438,11 @@ class TrainConfig(Strict):
                              "at least the last epoch at full size")
         return self
 
+    @property
+    def splits_norm_bias(self) -> bool:
+        """Whether norm parameters and biases need a param group of their own (LR or decay)."""
+        return self.norm_bias_lr_mult != 1.0 or self.norm_bias_wd_mult != 1.0
+
     def train_size(self, epoch: int) -> int | None:
         """The square side the 0-based ``epoch`` trains at, or None for the data's own size."""
         for stage in self.progressive_resize:

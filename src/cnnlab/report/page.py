@@ -239,8 +239,8 @@ def hyperparameters(train: Mapping) -> list[list[str]]:
             rows.append([key, _fmt(train[key])])
     known = {"batch_size", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
              "loss", "class_weights", "seed", "precision", "device", "checkpoint", "early_stopping",
-             "muon",
-             "reduce_lr_on_plateau", "terminate_on_nan", "channels_last", "threads", "progress_bar"}
+             "reduce_lr_on_plateau", "terminate_on_nan", "channels_last", "threads", "progress_bar",
+             "muon"}
     for key, value in train.items():  # settings added later still show up
         if key not in known:
             rows.append([key.replace("_", " "), _call(value) if isinstance(value, dict) else _fmt(value)])

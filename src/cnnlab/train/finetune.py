@@ -45,7 +45,7 @@ def finetune_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict] | No
     groups = lr_groups(cfg.lr) if callable(lr_groups) else None
     if groups is None:
         return None
-    if cfg.norm_bias_lr_mult == 1.0 and cfg.norm_bias_wd_mult == 1.0:
+    if not cfg.splits_norm_bias:
         return [g for g in groups if g["params"]]
     scaled_ids = {id(p) for m in net.modules() if isinstance(m, _NORMS)
                   for p in m.parameters(recurse=False)}

@@ -131,7 +131,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     biases much faster than weights); one group when the multiplier is 1.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.norm_bias_lr_mult == 1.0 and cfg.norm_bias_wd_mult == 1.0:
+    if not cfg.splits_norm_bias:
         return [{"params": [p for _, p in trainable]}]
     norm_ids = {id(p) for m in model.modules()
                 if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
