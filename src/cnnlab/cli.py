@@ -1,4 +1,5 @@
-"""The ``cnnlab`` command: run an experiment (or N seeds of it), resume one, compare runs,
+"""The ``cnnlab`` command: run an experiment (or N seeds of it), sweep a series or a search of
+experiments, resume a run, compare runs,
 write report pages, predict, evaluate saved weights on other data, export, and list what the
 registries hold.
 
@@ -43,6 +44,34 @@ def run(
         return
     result = run_seeds(cfg, seeds, say=_say, on_run=_seed_line)
     _finish_seeds(result, cfg)
+
+
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="sweep YAML file (base experiment + what varies)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine, "
+                                "sharing the cores"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, e.g. "
+                                          "postgresql://user:pw@host/db (default: SQLite in "
+                                          "the sweep folder)"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials to run "
+                                         "(random/optuna)"),
+    set_: list[str] = typer.Option([], "--set", help="override a value of every trial's "
+                                   "experiment: --set train.epochs=5"),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="root of run folders"),
+    resume: bool = typer.Option(False, "--resume", help="continue a stopped sweep, or join one "
+                                "from another machine (with the same --storage)"),
+) -> None:
+    """Run a series (list), a grid or a search (random, Optuna TPE) of experiments."""
+    from cnnlab.sweep import load_sweep, run_sweep
+
+    loaded = load_sweep(sweep_file, trials=trials, runs_dir=runs_dir,
+                        experiment_overrides=list(set_))
+    s = loaded.sweep
+    _say(f"sweep {s.name}: {s.method}, {s.planned_trials} trials, {s.metric} "
+         f"({s.resolved_direction}), pruner {s.pruner.name}, folder {loaded.folder}")
+    outcome = run_sweep(loaded, workers=workers, storage=storage, resume=resume, say=_say)
+    _finish_sweep(outcome, sweep_file)
 
 
 @app.command()
@@ -358,6 +387,33 @@ def _finish_seeds(result, cfg) -> None:
     root = Path(cfg.runs_dir) / cfg.name
     _say(f"results: {root} (one run folder per seed; compare with: cnnlab compare {root})")
     if len(completed) != len(outcomes):
+        raise typer.Exit(1)
+
+
+def _finish_sweep(outcome, sweep_file: Path) -> None:
+    table = Table(title=f"trials ({outcome.done} of {outcome.planned} done)")
+    for column in ("trial", "state", "status", "value", "what it changes", "epochs", "seconds"):
+        table.add_column(column, overflow="fold")
+    for row in outcome.rows:
+        value = row.get("value")
+        seconds = row.get("train_seconds")
+        table.add_row(str(row["number"]), row["state"], str(row.get("status") or ""),
+                      f"{value:.4f}" if isinstance(value, float) else "",
+                      str(row.get("label") or ""), str(row.get("epochs_run") or ""),
+                      f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "")
+    console.print(table)
+    for note in outcome.notes:
+        _say(f"note: {note}")
+    if outcome.best:
+        best = outcome.best
+        _say(f"best: trial {best['number']} ({best.get('label') or best['params']}): "
+             f"{best['value']:.4f}")
+    if outcome.report:
+        _say(f"report: {outcome.report}")
+    _say(f"results: {outcome.folder} (trials.csv, trials.md; compare with: cnnlab compare "
+         f"{outcome.folder})")
+    if outcome.status != "completed":
+        _say(f"sweep {outcome.status}: continue it with: cnnlab sweep {sweep_file} --resume")
         raise typer.Exit(1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from cnnlab.config import ExperimentConfig, validate_config
 from cnnlab.config.load import read_yaml
@@ -42,10 +42,16 @@ class RunOutcome:
 Say = Callable[[str], None]
 
 
-def run_experiment(cfg: ExperimentConfig, *, say: Say = print) -> RunOutcome:
+def run_experiment(cfg: ExperimentConfig, *, say: Say = print, callbacks: Sequence = (),
+                   tags: dict | None = None) -> RunOutcome:
+    """Train, evaluate and record ``cfg`` in a new run folder.
+
+    ``callbacks`` are extra Lightning callbacks (a sweep's pruner); ``tags`` are recorded in
+    metrics.json from the start (a sweep's trial number and parameters).
+    """
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
-    return _run_in(run_dir, cfg, say=say, resume=False)
+    return _run_in(run_dir, cfg, say=say, resume=False, callbacks=callbacks, tags=tags)
 
 
 def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
@@ -61,9 +67,11 @@ def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
     return _run_in(run_dir, cfg, say=say, resume=True)
 
 
-def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> RunOutcome:
+def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
+            callbacks: Sequence = (), tags: dict | None = None) -> RunOutcome:
     env = environment()
-    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env}
+    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env,
+              **(tags or {})}
     write_json(run_dir / "metrics.json", record)
     try:
         preflight_weights(cfg.model)  # transfer learning: missing pretrained weights fail first
@@ -88,13 +96,20 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
                        checkpoint_dir=run_dir / "checkpoints",
                        on_epoch=lambda row: write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
                        history=history,
-                       resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
+                       resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None,
+                       callbacks=callbacks)
         record.update(_train_record(result, summary))
         _record_transfer(net, run_dir, record)
         if result.status == "interrupted":
             record["status"] = "interrupted"
             record["resume"] = f"cnnlab resume {run_dir}"
             write_json(run_dir / "metrics.json", record)
+            return RunOutcome(run_dir, record, summary_text)
+        if result.status not in ("completed", "diverged"):
+            # Stopped early by a callback (a sweep's pruner): recorded, not evaluated.
+            record["status"] = result.status
+            write_json(run_dir / "metrics.json", record)
+            write_csv(run_dir / "history.csv", result.history, HISTORY_FIELDS)
             return RunOutcome(run_dir, record, summary_text)
 
         if result.best_checkpoint is not None and _restore_best(cfg):

@@ -55,14 +55,24 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = key.strip().split(".")
+    set_value(raw, key.strip(), value, what=f"Override {override!r}")
+
+
+def set_value(raw: dict[str, Any], key: str, value: Any, *, what: str = "") -> None:
+    """Set the dotted ``key`` (``train.lr``, ``model.layers.0.conv2d.filters``) to ``value``.
+
+    Missing sections are created (validation then names an unknown key); a list index must
+    exist already.
+    """
+    what = what or f"Setting {key!r}"
+    parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(f"Override {override!r}: {'.'.join(parts[:i])} is not a section.")
+            raise ConfigError(f"{what}: {'.'.join(parts[:i])} is not a section.")
         if node.get(part) is None:
             node[part] = {}
         node = node[part]
@@ -72,7 +82,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"Override {override!r}: {'.'.join(parts[:-1])} is not a section.")
+        raise ConfigError(f"{what}: {'.'.join(parts[:-1])} is not a section.")
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -82,7 +92,8 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentCo
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, *, kind: str = "experiment",
+                            root: type[BaseModel] = ExperimentConfig) -> str:
     problems: list[str] = []
     seen: set[tuple[str, ...]] = set()
     for err in exc.errors(include_url=False):
@@ -92,20 +103,21 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if loc in seen:
             continue
         seen.add(loc)
-        problems.append(_describe({**err, "loc": yaml_path(loc)}, raw_loc=loc))
-    head = f"Invalid experiment {source}: "
+        problems.append(_describe({**err, "loc": yaml_path(loc, root)}, raw_loc=loc, root=root))
+    head = f"Invalid {kind} {source}: "
     if len(problems) == 1:
         return head + problems[0]
     return head + f"{len(problems)} problems: " + " ".join(
         f"({i}) {p}" for i, p in enumerate(problems, 1))
 
 
-def _describe(err: dict[str, Any], raw_loc: tuple[str, ...]) -> str:
+def _describe(err: dict[str, Any], raw_loc: tuple[str, ...],
+              root: type[BaseModel] = ExperimentConfig) -> str:
     loc = [str(p) for p in err["loc"]]
     where = ".".join(loc) or "<top level>"
     value = err.get("input")
     if err["type"] == "extra_forbidden":
-        allowed = allowed_keys(list(raw_loc[:-1]))
+        allowed = allowed_keys(list(raw_loc[:-1]), root)
         hint = f" Allowed keys there: {', '.join(allowed)}." if allowed else ""
         return f"unknown key `{where}`.{hint}"
     if err["type"] == "missing":
@@ -114,13 +126,13 @@ def _describe(err: dict[str, Any], raw_loc: tuple[str, ...]) -> str:
     return f"`{where}` = {shown}: {err['msg']}."
 
 
-def yaml_path(loc: tuple[str, ...]) -> tuple[str, ...]:
+def yaml_path(loc: tuple[str, ...], root: type[BaseModel] = ExperimentConfig) -> tuple[str, ...]:
     """Drop the union tags pydantic adds for ``name:``-selected sections (model, loss).
 
     Layer and augmentation tags stay: in the one-key form (``- conv2d: {...}``) they are keys.
     """
     shown: list[str] = []
-    model: Any = ExperimentConfig
+    model: Any = root
     for part in loc:
         unwrapped = _unwrap(model) if not part.isdigit() else model
         if isinstance(unwrapped, list):
@@ -135,9 +147,9 @@ def yaml_path(loc: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(shown)
 
 
-def allowed_keys(loc: list[str]) -> list[str]:
-    """Field names of the model at ``loc`` in ExperimentConfig, following tagged unions."""
-    model: Any = ExperimentConfig
+def allowed_keys(loc: list[str], root: type[BaseModel] = ExperimentConfig) -> list[str]:
+    """Field names of the model at ``loc`` in ``root`` (ExperimentConfig), following tagged unions."""
+    model: Any = root
     for part in loc:
         model = _step(model, part)
         if model is None:

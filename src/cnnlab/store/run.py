@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from cnnlab.errors import RunError
 
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torchmetrics",
                     "pydantic", "numpy", "scikit-learn")
 

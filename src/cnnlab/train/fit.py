@@ -51,7 +51,7 @@ warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is depr
 
 @dataclass
 class TrainResult:
-    status: str  # completed | diverged | interrupted
+    status: str  # completed | diverged | interrupted, or a RunStopper's (pruned)
     epochs_run: int
     best_epoch: int | None
     train_seconds: float
@@ -104,11 +104,22 @@ class EpochRecorder(L.Callback):
         self.on_epoch(row)
 
 
+class RunStopper(L.Callback):
+    """A callback that may end a run early with a status of its own (a sweep's pruner).
+
+    It sets ``trainer.should_stop`` and ``stopped = (status, reason)``; the run is then
+    recorded with that status and not evaluated.
+    """
+
+    stopped: tuple[str, str] | None = None
+
+
 def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
           augment: Sequence[AugmentSpec], *, checkpoint_dir: Path,
           on_epoch: Callable[[EpochRow], None] = lambda row: None,
           history: list[EpochRow] | None = None,
-          resume_from: Path | None = None) -> TrainResult:
+          resume_from: Path | None = None,
+          callbacks: Sequence[L.Callback] = ()) -> TrainResult:
     _check_monitors(cfg, has_val=data.val is not None)
     configure_cpu(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -124,6 +135,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
         save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
+    extra = list(callbacks)
     callbacks: list[L.Callback] = [checkpoint, EpochRecorder(on_epoch, history)]
     if cfg.ema is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
@@ -138,6 +150,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=resolve_mode(es.monitor, es.mode),
                                        min_delta=es.min_delta, patience=es.patience,
                                        check_finite=False))
+    callbacks.extend(extra)
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.device, devices=1,
         precision="32-true" if cfg.precision == "32" else cfg.precision,
@@ -165,6 +178,9 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         status = "interrupted"
     elif lit.diverged_at is not None:
         status = "diverged"
+    stopper = next((cb for cb in extra if isinstance(cb, RunStopper) and cb.stopped), None)
+    if stopper is not None and status == "completed":
+        status = stopper.stopped[0]
 
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last_path = checkpoint_dir / "last.ckpt"
@@ -173,7 +189,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         best_epoch=best_epoch(history, monitor, mode) if monitor else None,
         best_checkpoint=best_path if monitor and best_path and best_path.is_file() else None,
         last_checkpoint=last_path if last_path.is_file() else None,
-        stop_reason=_stop_reason(status, trainer, cfg, lit))
+        stop_reason=stopper.stopped[1] if stopper is not None and status == stopper.stopped[0]
+        else _stop_reason(status, trainer, cfg, lit))
 
 
 def make_lit_module(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
