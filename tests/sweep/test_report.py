@@ -188,7 +188,7 @@ def test_series_table_gives_changes_and_deltas_in_points(sweeps):
     assert cells[1][3] == "model.layers: +batchnorm; train.lr=0.0001"
     assert cells[1][5] == f"{100 * (v1 - v0):+.2f}"
     assert cells[2][3] == "train.lr=0.001"  # same layers as step 2: only the rate changed
-    assert cells[2][4] == "- (pruned)" and cells[2][5] == "-"
+    assert cells[2][4] == "- (pruned at epoch 1)" and cells[2][5] == "-"
     assert "val_accuracy (%) | change (points)" in table
     assert table in sweeps["series_report"].markdown.read_text()
 

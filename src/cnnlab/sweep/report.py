@@ -99,7 +99,7 @@ class Sweep:
         if not done:
             return None
         pick = max if self.direction == "maximize" else min
-        return pick(done, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
+        return pick(done, key=lambda t: t.value)  # on a tie, the first (trials are in number order)
 
 
 # ------------------------------------------------------------------------------ loading
@@ -335,7 +335,9 @@ def series_block(sweep: Sweep) -> TableBlock | Paragraph:
             changes = "; ".join(config_changes(configs[previous.number], config)) or "nothing"
         value = format_value(trial.value, points)
         if value == "-" and trial.status:
-            value = f"- ({trial.status})"
+            pruned = trial.status == "pruned" and trial.epochs_run
+            stopped = f" at epoch {trial.epochs_run}" if pruned else ""
+            value = f"- ({trial.status}{stopped})"
         rows.append([str(step), str(trial.number), trial.label or "-", changes, value,
                      format_delta(trial.value, previous.value if previous else None, points)])
         previous = trial
@@ -345,7 +347,8 @@ def series_block(sweep: Sweep) -> TableBlock | Paragraph:
                       rows, numeric={0, 1, 4, 5},
                       caption="Steps in trial order. Changes list the settings that differ from "
                               "the previous step's config.yaml (seed, threads and other settings "
-                              "that cannot change a result left out).")
+                              "that cannot change a result left out); the change of the metric is "
+                              "from the previous step's value (- where either step has none).")
 
 
 def _config(trial: SweepTrial) -> dict[str, Any] | None:
