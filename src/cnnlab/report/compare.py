@@ -256,14 +256,18 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(_LOWER_IS_BETTER)
 
 
+def result_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config less the settings that cannot change a result (IGNORED_KEYS)."""
+    return {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS}
+
+
 def group_runs(runs: Iterable[RunRecord], *, include_all: bool = False) -> list[Row]:
     """Rows of runs sharing a name and a config (seed aside), latest run per seed."""
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for run in runs:
         if not include_all and run.status != "completed":
             continue
-        flat = {k: v for k, v in flatten(run.config).items() if k not in IGNORED_KEYS}
-        key = (run.name, json.dumps(flat, sort_keys=True, default=str))
+        key = (run.name, json.dumps(result_config(run.config), sort_keys=True, default=str))
         groups.setdefault(key, []).append(run)
     rows: list[Row] = []
     name_counts: dict[str, int] = {}
@@ -281,15 +285,20 @@ def group_runs(runs: Iterable[RunRecord], *, include_all: bool = False) -> list[
 
 def differing_keys(rows: Sequence[Row]) -> list[str]:
     """Config keys whose value is not the same in every row (fixed columns aside)."""
-    if len(rows) < 2:
+    return differing_config_keys([row.config for row in rows], skip=SHOWN_KEYS)
+
+
+def differing_config_keys(configs: Sequence[dict[str, Any]], skip: Sequence[str] = ()) -> list[str]:
+    """Keys of flattened configs whose value (or absence) is not the same in all of them."""
+    if len(configs) < 2:
         return []
-    keys = sorted({k for row in rows for k in row.config}, key=_index_key)
+    keys = sorted({k for config in configs for k in config}, key=_index_key)
     out = []
     for key in keys:
-        if key in SHOWN_KEYS:
+        if key in skip:
             continue
-        values = {json.dumps(row.config[key], sort_keys=True, default=str) if key in row.config
-                  else "<absent>" for row in rows}
+        values = {json.dumps(config[key], sort_keys=True, default=str) if key in config
+                  else "<absent>" for config in configs}
         if len(values) > 1:
             out.append(key)
     return out
@@ -463,8 +472,9 @@ def footnote(cmp: Comparison) -> str:
 _CONFIG_COLUMNS = ("model", "input", "batch", "augment", "normalize", "epochs", "lr", "params")
 
 
-def to_table(cmp: Comparison, title: str = "experiments") -> Table:
-    """A terminal table; config columns equal in every row move to the caption to save width."""
+def squeezed(cmp: Comparison) -> tuple[list[str], list[list[str]], str]:
+    """Columns and cells with the config columns equal in every row left out, and a caption
+    (the footnote, led by what those columns held) so nothing is lost."""
     columns = display_columns(cmp)
     cells = [display_cells(cmp, row) for row in cmp.rows]
     keep = list(range(len(columns)))
@@ -477,14 +487,26 @@ def to_table(cmp: Comparison, title: str = "experiments") -> Table:
     caption = footnote(cmp)
     if common:
         caption = f"Same in every row: {', '.join(common)}. " + caption
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in cells], caption
+
+
+def numeric_columns(cmp: Comparison, columns: Sequence[str]) -> set[int]:
+    """Positions of the columns holding numbers (right-aligned)."""
+    return {i for i, col in enumerate(columns)
+            if col in ("n", "params", "val acc", "val loss", "test acc", "test loss",
+                       "train time", cmp.metric)}
+
+
+def to_table(cmp: Comparison, title: str = "experiments") -> Table:
+    """A terminal table; config columns equal in every row move to the caption to save width."""
+    columns, cells, caption = squeezed(cmp)
     table = Table(title=title, caption=caption, caption_justify="left")
-    for i in keep:
-        numeric = columns[i] in ("n", "params", "val acc", "val loss", "test acc", "test loss",
-                                 "train time", cmp.metric)
-        table.add_column(columns[i], overflow="fold", no_wrap=numeric,
-                         justify="right" if numeric else "left")
+    numeric = numeric_columns(cmp, columns)
+    for i, column in enumerate(columns):
+        table.add_column(column, overflow="fold", no_wrap=i in numeric,
+                         justify="right" if i in numeric else "left")
     for row in cells:
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*row)
     return table
 
 

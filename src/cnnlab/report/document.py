@@ -80,17 +80,24 @@ def render_markdown(title: str, blocks: Sequence[Block], base_dir: Path) -> str:
         elif isinstance(block, Code):
             out += [f"```{block.language}", block.text.rstrip("\n"), "```", ""]
         elif isinstance(block, TableBlock):
-            out += ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |",
-                    "| " + " | ".join("---:" if i in block.numeric else "---"
-                                      for i in range(len(block.headers))) + " |"]
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-            out += [""] + ([block.caption, ""] if block.caption else [])
+            out += [markdown_table(block), ""]
         elif isinstance(block, Image):
             target = _relative(block.path, base_dir)
             out += [f"![{block.alt}]({target})", ""]
             if block.caption:
                 out += [f"*{block.caption}*", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def markdown_table(block: TableBlock) -> str:
+    """A table block as a Markdown table (numeric columns right-aligned), caption below."""
+    lines = ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |",
+             "| " + " | ".join("---:" if i in block.numeric else "---"
+                               for i in range(len(block.headers))) + " |"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+    if block.caption:
+        lines += ["", block.caption]
+    return "\n".join(lines)
 
 
 def render_html(title: str, blocks: Sequence[Block], *, head_extra: str = "",
