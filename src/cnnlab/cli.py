@@ -153,6 +153,15 @@ def report(
     if len(targets) != 1:
         raise CnnlabError(f"cnnlab report takes one run folder (got {len(targets)}); use "
                           "--leaderboard to report on several.")
+    if (Path(targets[0]) / "sweep.json").is_file():
+        from cnnlab.sweep.report import write_sweep_report
+
+        sweep_report = write_sweep_report(Path(targets[0]))
+        for note in sweep_report.notes:
+            _say(f"note: {note}")
+        _say(f"report: {sweep_report.markdown}")
+        _say(f"report: {sweep_report.html}")
+        return
     from cnnlab.report.page import write_report
 
     result = write_report(Path(targets[0]), against=against, hard_examples=hard_examples, say=_say)

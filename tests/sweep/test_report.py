@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.config.load import validate_config
 from cnnlab.pipeline import run_experiment
 from cnnlab.store import read_json, write_json, write_yaml
-from cnnlab.sweep.report import (importance_absent_reason, load_sweep, series_table_markdown,
+from cnnlab.sweep.report import (importance_absent_reason, load_sweep_folder, series_table_markdown,
                                  write_sweep_report)
 from cnnlab.sweep.series import config_changes, format_delta
 from conftest import tiny_experiment
@@ -160,7 +160,7 @@ def test_importance_plot_present_with_spread_and_absent_with_reason(sweeps):
     assert not (sweeps["search"] / "param_importances.png").exists()
     assert "![optimisation history](optimization_history.png)" in search_md
     # Two completed trials with the same value of their only parameter: no spread.
-    sweep = load_sweep(series)
+    sweep = load_sweep_folder(series)
     for trial in sweep.trials:
         trial.params = {"train.lr": 0.01}
     assert importance_absent_reason(sweep) == ("no parameter took more than one value among "

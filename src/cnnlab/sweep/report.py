@@ -29,9 +29,10 @@ from cnnlab.report.document import (Block, Heading, Image, Paragraph, TableBlock
                                     render_html, render_markdown)
 from cnnlab.store import read_json, write_text
 from cnnlab.store.catalog import run_folders
+from cnnlab.sweep.study import mask_url
 from cnnlab.sweep.series import config_changes, format_delta, format_value, in_points
 
-__all__ = ["SweepReport", "SweepTrial", "Sweep", "load_sweep", "series_table_markdown",
+__all__ = ["SweepReport", "SweepTrial", "Sweep", "load_sweep_folder", "series_table_markdown",
            "write_sweep_report"]
 
 HISTORY_PNG = "optimization_history.png"
@@ -104,7 +105,7 @@ class Sweep:
 
 # ------------------------------------------------------------------------------ loading
 
-def load_sweep(sweep_dir: Path, *, storage: str | None = None) -> Sweep:
+def load_sweep_folder(sweep_dir: Path, *, storage: str | None = None) -> Sweep:
     """Read a sweep folder; ``storage`` is the study's unmasked URL where it is not study.db."""
     folder = Path(sweep_dir)
     if not (folder / "sweep.json").is_file():
@@ -125,16 +126,6 @@ def load_sweep(sweep_dir: Path, *, storage: str | None = None) -> Sweep:
             trial.status = str(read_json(trial.run_dir / "metrics.json").get("status", ""))
     sweep.trials.sort(key=lambda t: t.number)
     return sweep
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password shown as ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a database URL: nothing to hide in it
-        return url
 
 
 def _open_study(sweep: Sweep, storage: str | None) -> Any:
@@ -218,7 +209,7 @@ def write_sweep_report(sweep_dir: Path, *, storage: str | None = None) -> SweepR
     """Write ``report.md`` and ``report.html`` (and the plots and ``leaderboard.html`` they
     show) into the sweep folder. ``storage``: the study's unmasked URL, where it is not the
     folder's study.db."""
-    sweep = load_sweep(sweep_dir, storage=storage)
+    sweep = load_sweep_folder(sweep_dir, storage=storage)
     notes = list(sweep.notes)
     blocks: list[Block] = [Heading(1, "Sweep"), overview_block(sweep, storage)]
     search_space = search_space_block(sweep.spec)
@@ -240,7 +231,7 @@ def write_sweep_report(sweep_dir: Path, *, storage: str | None = None) -> SweepR
 def series_table_markdown(sweep_dir: Path, *, storage: str | None = None) -> str:
     """The series table of a sweep (steps in trial order, each step's change and the metric's
     change from the previous step) as Markdown, for docs to embed."""
-    return markdown_table(series_block(load_sweep(sweep_dir, storage=storage))) + "\n"
+    return markdown_table(series_block(load_sweep_folder(sweep_dir, storage=storage))) + "\n"
 
 
 def overview_block(sweep: Sweep, storage: str | None = None) -> TableBlock:

@@ -87,7 +87,7 @@ def run_sweep(loaded: LoadedSweep, *, workers: int = 1, storage: str | None = No
     rows, _ = trial_rows(study)
     outcome = SweepOutcome(folder, status, sweep.planned_trials, progress(study)["done"],
                            _best(study), rows, notes)
-    outcome.report = _write_report(folder, notes)
+    outcome.report = _write_report(folder, url, notes)
     return outcome
 
 
@@ -185,13 +185,13 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
             "run_dir": best.user_attrs.get("run_dir"), "label": best.user_attrs.get("label")}
 
 
-def _write_report(folder: Path, notes: list[str]) -> Path | None:
+def _write_report(folder: Path, url: str, notes: list[str]) -> Path | None:
+    from cnnlab.sweep.report import write_sweep_report
+
     try:
-        from cnnlab.sweep.report import write_sweep_report
-    except ImportError:
-        return None
-    try:
-        return write_sweep_report(folder).html
+        report = write_sweep_report(folder, storage=url)
+        notes.extend(report.notes)
+        return report.html
     except Exception as exc:  # the trials are recorded; a report failure must not hide them
         notes.append(f"the report page could not be written: {type(exc).__name__}: {exc}")
         return None

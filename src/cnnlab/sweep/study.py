@@ -101,7 +101,7 @@ def open_storage(url: str, sweep: SweepConfig) -> optuna.storages.RDBStorage:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"Cannot open the sweep storage {mask_url(url)}: {reason}. Check the "
                           "URL, that the server is running and reachable, and (PostgreSQL) that "
-                          "psycopg2 is installed: pip install 'cnnlab[postgres]'.") from None
+                          "psycopg is installed: pip install 'cnnlab[postgres]'.") from None
 
 
 def create_study(storage: optuna.storages.BaseStorage, study_name: str, sweep: SweepConfig,
