@@ -8,9 +8,9 @@ from pathlib import Path
 PERFORMANCE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 
-def record(heading: str, figures: dict) -> None:
+def record(heading: str, figures: dict, doc_path: Path = PERFORMANCE) -> None:
     """Print ``figures`` as one JSON line and append it under ``heading`` (with its time)."""
     line = json.dumps(figures)
     print(line)
-    with PERFORMANCE.open("a") as doc:
+    with Path(doc_path).open("a") as doc:
         doc.write(f"\n- {heading} ({figures['measured_at']}): `{line}`\n")

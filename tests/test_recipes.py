@@ -19,7 +19,8 @@ from cnnlab.pipeline import run_experiment
 from cnnlab.recipes import PACKAGE_RECIPES, Recipe, list_recipes
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = list_recipes(REPO / "recipes")
+RECIPES = [r for r in list_recipes(REPO / "recipes") if r.kind == "experiment"]
+SWEEPS = [r for r in list_recipes(REPO / "recipes") if r.kind == "sweep"]
 
 # Every experiment the issue "Every experiment in the reference reports as a recipe" names.
 EXPECTED = {
@@ -55,6 +56,23 @@ def by_name(recipes: list[Recipe]) -> dict[str, Recipe]:
 
 # ------------------------------------------------------------------------------ listing
 
+def test_the_reports_sweeps_are_sweep_recipes_that_validate():
+    assert {r.name for r in SWEEPS} >= {"report002/series.sweep", "report002/search.sweep",
+                                         "report003/losses.sweep", "report004/transfer.sweep"}
+    for recipe in SWEEPS:
+        loaded = recipe.load()  # every step / parameter value checked against the schema
+        assert recipe.citation.startswith("Report"), recipe.name
+        assert recipe.command.startswith("cnnlab sweep ")
+    series = next(r for r in SWEEPS if r.name == "report002/series.sweep").load()
+    assert series.sweep.planned_trials == 10
+    assert series.trial_config(6, {}, 6)[0].train.epochs == 30
+    assert next(r for r in SWEEPS if r.name == "report004/transfer.sweep").load(
+        ).sweep.planned_trials == 8
+    search = next(r for r in SWEEPS if r.name == "report002/search.sweep").load()
+    cfg, _ = search.trial_config(0, {"model.layers.5.dropout.rate": 0.05})
+    assert cfg.model.layers[5].rate == 0.05
+
+
 def test_every_experiment_of_the_reports_is_a_recipe():
     names = {r.name for r in RECIPES}
     assert not EXPECTED - names, f"missing recipes: {sorted(EXPECTED - names)}"
@@ -62,11 +80,12 @@ def test_every_experiment_of_the_reports_is_a_recipe():
 
 
 def test_default_root_is_the_repositorys_recipes_folder(monkeypatch, tmp_path):
+    everything = sorted(r.name for r in RECIPES + SWEEPS)
     monkeypatch.chdir(REPO)
-    assert [r.name for r in list_recipes()] == [r.name for r in RECIPES]
+    assert [r.name for r in list_recipes()] == everything
     monkeypatch.chdir(tmp_path)  # no ./recipes here: the source checkout's folder
     assert PACKAGE_RECIPES == REPO / "recipes"
-    assert [r.name for r in list_recipes()] == [r.name for r in RECIPES]
+    assert [r.name for r in list_recipes()] == everything
     (tmp_path / "recipes" / "mine").mkdir(parents=True)
     (tmp_path / "recipes" / "mine" / "a.yaml").write_text("# Mine, a test.\nname: mine/a\n")
     assert [(r.name, r.citation) for r in list_recipes()] == [("mine/a", "Mine, a test.")]

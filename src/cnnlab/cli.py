@@ -278,14 +278,15 @@ def recipes(pattern: str = typer.Argument("*", help="glob over recipe names")) -
 
     from cnnlab.recipes import list_recipes
 
-    table = Table(title="recipes", caption="run one: cnnlab run recipes/<recipe>.yaml")
-    for column in ("recipe", "published", "source"):
+    table = Table(title="recipes", caption="run one: cnnlab run recipes/<recipe>.yaml; a sweep: "
+                  "cnnlab sweep recipes/<recipe>.yaml")
+    for column in ("recipe", "kind", "published", "source"):
         table.add_column(column, overflow="fold")
     for recipe in list_recipes():
         if fnmatch.fnmatch(recipe.name, pattern):
             published = (f"{100 * recipe.published_accuracy:.2f}% {recipe.published_split}"
                          if recipe.published_accuracy is not None else "")
-            table.add_row(recipe.name, published, recipe.citation)
+            table.add_row(recipe.name, recipe.kind, published, recipe.citation)
     console.print(table)
 
 

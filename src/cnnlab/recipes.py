@@ -1,4 +1,5 @@
-"""The recipe book: one experiment file per experiment of the reference reports, under ``recipes/``.
+"""The recipe book: one experiment file per experiment of the reference reports, under ``recipes/``,
+and the reports' series and searches as sweep files (``*.sweep.yaml``, run with ``cnnlab sweep``).
 
 Each recipe starts with comment lines citing where it comes from, e.g.::
 
@@ -43,8 +44,22 @@ class Recipe:
     #: Which split that accuracy is on: ``test`` or ``validation`` (None without one).
     published_split: str | None = None
 
+    @property
+    def kind(self) -> str:
+        """``sweep`` for ``*.sweep.yaml`` files (run with ``cnnlab sweep``), else ``experiment``."""
+        return "sweep" if self.path.name.endswith(".sweep.yaml") else "experiment"
+
+    @property
+    def command(self) -> str:
+        return f"cnnlab {'sweep' if self.kind == 'sweep' else 'run'} {self.path}"
+
     def load(self, overrides: Iterable[str] = ()):
-        """The validated :class:`~cnnlab.config.ExperimentConfig` (``--set``-style overrides)."""
+        """The validated :class:`~cnnlab.config.ExperimentConfig` (``--set``-style overrides);
+        for a sweep recipe, the checked sweep (:class:`~cnnlab.sweep.LoadedSweep`)."""
+        if self.kind == "sweep":
+            from cnnlab.sweep import load_sweep
+
+            return load_sweep(self.path, experiment_overrides=list(overrides))
         from cnnlab.config import load_config
 
         return load_config(self.path, overrides)

@@ -44,7 +44,9 @@ class SweepOutcome:
 
 
 def run_sweep(loaded: LoadedSweep, *, workers: int = 1, storage: str | None = None,
-              resume: bool = False, say: Say = print) -> SweepOutcome:
+              resume: bool = False, threads: int | None = None, say: Say = print) -> SweepOutcome:
+    """Run (or, with ``resume``, continue or join) a sweep; ``threads`` per worker defaults to
+    the cores shared out between the workers."""
     sweep = loaded.sweep
     folder = loaded.folder
     if not resume and (folder / "sweep.json").exists():
@@ -76,7 +78,7 @@ def run_sweep(loaded: LoadedSweep, *, workers: int = 1, storage: str | None = No
 
     status = "interrupted"
     try:
-        failures = _run_workers(loaded, url, workers, say)
+        failures = _run_workers(loaded, url, workers, threads, say)
         counts = progress(study)
         status = "completed" if counts["done"] >= sweep.planned_trials and not (
             counts["waiting"] or counts["running"]) else "incomplete"
@@ -120,12 +122,15 @@ def _check_same_sweep(loaded: LoadedSweep) -> None:
                               "sweep under another name.")
 
 
-def _run_workers(loaded: LoadedSweep, url: str, workers: int, say: Say) -> list[str]:
-    """One worker runs here; several are spawned processes sharing the cores."""
+def _run_workers(loaded: LoadedSweep, url: str, workers: int, threads: int | None,
+                 say: Say) -> list[str]:
+    """One worker runs here; several are spawned processes sharing the cores (each gets
+    cores / workers threads: more would oversubscribe them)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
     cores = os.cpu_count() or 1
-    threads = max(1, cores // workers) if workers > 1 else None
+    if threads is None and workers > 1:
+        threads = max(1, cores // workers)
     if workers == 1:
         run_worker(loaded, url, worker=0, threads=threads, say=say)
         return []
