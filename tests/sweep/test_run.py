@@ -167,6 +167,8 @@ def test_resume_requeues_an_interrupted_trial_once(tmp_path):
     assert outcome.status == "completed"
     assert [r["state"] for r in rows] == ["FAIL", "COMPLETE", "COMPLETE"]
     assert float(rows[1]["train.lr"]) == pytest.approx(trial.params["train.lr"])
+    # The sampler does not start its seeded sequence over: the new trial draws a new value.
+    assert float(rows[2]["train.lr"]) != pytest.approx(trial.params["train.lr"])
 
 
 def test_starting_an_existing_sweep_again_needs_resume(tmp_path, capsys):

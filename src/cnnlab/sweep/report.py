@@ -279,7 +279,8 @@ def search_space_block(spec: dict[str, Any]) -> TableBlock | None:
     rows = []
     for path, dist in parameters.items():
         if isinstance(dist, dict):
-            rows.append([str(path), ", ".join(f"{k} {_plain(v)}" for k, v in dist.items())])
+            rows.append([str(path), ", ".join(f"{k} {_plain(v)}" for k, v in dist.items()
+                                              if v is not None)])
         else:
             rows.append([str(path), _plain(dist)])
     return TableBlock(["parameter", "distribution"], rows)
@@ -416,6 +417,8 @@ def _optuna_png(draw: Callable[[], Any], path: Path, notes: list[str]) -> Path |
         fig = None
         try:
             fig = draw().figure
+            fig.set_size_inches(7.5, 4.5)
+            fig.tight_layout()  # long dotted parameter names need the left margin
             return save_png(fig, path)
         except Exception as exc:  # a plot Optuna cannot draw must not lose the whole report
             notes.append(f"{path.name} could not be drawn ({type(exc).__name__}: {exc}).")

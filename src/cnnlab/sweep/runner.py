@@ -71,7 +71,7 @@ def run_sweep(loaded: LoadedSweep, *, workers: int = 1, storage: str | None = No
         enqueue_points(study, queue_points(loaded))
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "sweep.yaml").exists():
-        write_yaml(folder / "sweep.yaml", {**sweep.model_dump(mode="json"),
+        write_yaml(folder / "sweep.yaml", {**sweep.model_dump(mode="json", exclude_none=True),
                                            "source": str(loaded.path),
                                            "experiment_overrides": loaded.overrides})
     _write_status(folder, loaded, url, "running", created=not resume)
@@ -114,7 +114,7 @@ def _check_same_sweep(loaded: LoadedSweep) -> None:
     if not path.is_file():
         return
     recorded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    current = loaded.sweep.model_dump(mode="json")
+    current = loaded.sweep.model_dump(mode="json", exclude_none=True)
     for key in ("method", "metric", "parameters", "experiments", "base"):
         if recorded.get(key) != current.get(key):
             raise ConfigError(f"--resume: the sweep file's `{key}` differs from the one this sweep "

@@ -22,7 +22,8 @@ from cnnlab.sweep.config import SweepConfig
 
 # Optuna marks heartbeat, retry and the matplotlib plots experimental; they are what we want.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Our own lines say what each trial did; Optuna would repeat failures with tracebacks.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 SAMPLERS: Registry[Callable[[SweepConfig, int], optuna.samplers.BaseSampler]] = Registry("method")
 PRUNERS: Registry[Callable[[SweepConfig, int], optuna.pruners.BasePruner]] = Registry("pruner")
@@ -33,6 +34,7 @@ FINAL_STATUSES = ("completed", "diverged", "failed", "pruned")
 
 @SAMPLERS.register("optuna", "Optuna's TPE: random start-up trials, then a model of the results")
 def _tpe(sweep: SweepConfig, worker: int) -> optuna.samplers.BaseSampler:
+    """``worker`` offsets the seed: each worker (and each resume) draws its own values."""
     return optuna.samplers.TPESampler(seed=sweep.seed + worker,
                                       n_startup_trials=sweep.startup_trials)
 
@@ -106,15 +108,20 @@ def open_storage(url: str, sweep: SweepConfig) -> optuna.storages.RDBStorage:
 
 def create_study(storage: optuna.storages.BaseStorage, study_name: str, sweep: SweepConfig,
                  epochs: int, *, worker: int = 0, load: bool) -> optuna.Study:
-    sampler = SAMPLERS.get(sweep.method)(sweep, worker)
     pruner = PRUNERS.get(sweep.pruner.name)(sweep, epochs)
     if load:
         try:
+            # A sampler seeded as at the start would draw the first trials' values again after
+            # a resume: the seed moves on with the trials the study already has.
+            existing = len(storage.get_all_trials(storage.get_study_id_from_name(study_name),
+                                                  deepcopy=False))
+            sampler = SAMPLERS.get(sweep.method)(sweep, worker + 1009 * existing)
             return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
                                      pruner=pruner)
         except KeyError:
             raise ConfigError(f"The storage has no sweep named {study_name!r}: start it without "
                               "--resume first.") from None
+    sampler = SAMPLERS.get(sweep.method)(sweep, worker)
     try:
         return optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                    pruner=pruner, direction=sweep.resolved_direction)
