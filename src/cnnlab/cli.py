@@ -280,7 +280,8 @@ def recipes(pattern: str = typer.Argument("*", help="glob over recipe names")) -
 
     table = Table(title="recipes", caption="run one: cnnlab run recipes/<recipe>.yaml; a sweep: "
                   "cnnlab sweep recipes/<recipe>.yaml")
-    for column in ("recipe", "kind", "published", "source"):
+    table.add_column("recipe", no_wrap=True)  # a name to copy: never split over lines
+    for column in ("kind", "published", "source"):
         table.add_column(column, overflow="fold")
     for recipe in list_recipes():
         if fnmatch.fnmatch(recipe.name, pattern):
