@@ -71,6 +71,10 @@ def compare(
 
     if fmt not in ("table", "csv", "md", "json"):
         raise CnnlabError(f"--format {fmt!r} is not one of table, csv, md, json.")
+    if out is not None:
+        from cnnlab.store import safe_output_path
+
+        out = safe_output_path(out)
     comparison = _comparison(targets or [], runs_dir, sort, baseline, include_all)
     if fmt == "table" and out is None:
         # Piped output is not squeezed to 80 columns: the table is meant to be read whole.
@@ -118,7 +122,9 @@ def report(
             first = Path(targets[0]) if len(targets) == 1 else None
             base = first if first is not None and first.is_dir() else runs_dir
             out = base / "leaderboard.html"
-        path = write_leaderboard(comparison, out)
+        from cnnlab.store import safe_output_path
+
+        path = write_leaderboard(comparison, safe_output_path(out))
         _say(f"leaderboard of {len(comparison.rows)} experiments: {path}")
         return
     if len(targets) != 1:

@@ -8,11 +8,12 @@ import torchvision.transforms.v2.functional as TF
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.bundle import DataBundle, Split
 from cnnlab.data.select import select_per_class, stratified_split
-from cnnlab.data.sources import DATASETS, SourceData
+from cnnlab.data.sources import DATASETS, SourceData, check_source_keys
 from cnnlab.errors import DataError
 
 
 def build_data(cfg: DataConfig) -> DataBundle:
+    check_source_keys(cfg)
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)

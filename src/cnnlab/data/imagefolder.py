@@ -8,6 +8,7 @@ without ``image_size`` all images must share one size.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
 # torchvision decodes these natively (and fast); anything else goes through PIL.
 _NATIVE = (".jpg", ".jpeg", ".png", ".webp")
+# check_pixel_count refuses oversized images with its own message; PIL's warning would only
+# repeat it (set once here: warning filters are process-wide, not per decoding thread).
+warnings.filterwarnings("ignore", message="Image size .* exceeds limit", module="PIL")
 
 
 def load(cfg: DataConfig) -> tuple[list[str], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
@@ -144,6 +148,7 @@ def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -
 
 def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch.Tensor:
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    check_pixel_count(path)
     try:
         if path.suffix.lower() in _NATIVE:
             image = decode_image(torch.from_file(str(path), dtype=torch.uint8,
@@ -157,6 +162,29 @@ def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch
     if size is not None and tuple(image.shape[1:]) != size:
         image = TF.resize(image, list(size), antialias=True)
     return image  # (C, H, W) uint8
+
+
+def check_pixel_count(path: Path) -> None:
+    """Refuse an image whose header claims more pixels than PIL's MAX_IMAGE_PIXELS.
+
+    Only the header is read: a 50,000 x 50,000 PNG of a few KiB (a decompression bomb) fails
+    here instead of asking the decoder for 7.5 GB.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception:
+        return  # not an image PIL knows: the decoder names the problem
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and (width is None or width * height > limit):
+        shown = f"{width} x {height} pixels" if width is not None else "far too many pixels"
+        raise DataError(f"The image {path} claims {shown}, over the limit of {limit:,} pixels "
+                        "(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?). Remove or shrink "
+                        "the file.")
 
 
 def _decode_with_pil(path: Path, channels: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ crash or Ctrl+C never leaves a half-written ``metrics.json`` or weights file beh
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -26,6 +27,7 @@ import yaml
 from safetensors.torch import save_file
 
 from cnnlab.errors import RunError
+from cnnlab.store.paths import safe_run_path
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torchmetrics",
@@ -33,25 +35,61 @@ TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torc
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    path = Path(runs_dir) / name / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    """A new, empty ``runs_dir/name/<time>-<random>/``; never outside runs_dir, never shared.
+
+    Two runs of one name started in the same second get distinct folders: the random suffix
+    is drawn again when ``mkdir`` finds the folder taken (``exist_ok=False`` is the lock).
+    """
+    parent = safe_run_path(runs_dir, name)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"Cannot create the run folder {parent} ({exc.strerror or exc}); check "
+                       "runs_dir and its permissions.") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = parent / f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"Cannot create the run folder {path} ({exc.strerror or exc}); check "
+                           "runs_dir and its permissions.") from None
+        # Resolved again after creation: a link swapped in meanwhile must not move the run out.
+        safe_run_path(runs_dir, name, path.name)
+        return path
+    raise RunError(f"Could not find a free run folder name under {parent} after 100 tries.")
 
 
 @contextmanager
 def atomic_target(path: Path) -> Iterator[str]:
     """A temporary file name beside ``path``; renamed onto ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            raise _write_error(path, exc) from None
         raise
+
+
+# A full or read-only disk is the environment, not a bug: a message, not a traceback.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _write_error(path: Path, exc: OSError) -> RunError:
+    reason = exc.strerror or os.strerror(exc.errno or 0) or str(exc)
+    return RunError(f"Cannot write {path}: {reason} (errno {exc.errno}). Free space or fix the "
+                    "permissions of the folder, then `cnnlab resume` the run (or run it again).")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
