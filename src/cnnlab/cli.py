@@ -380,17 +380,29 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # click's usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click_types("ClickException")):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, _click_types("Abort")):
             sys.exit(1)
         raise
     # Without standalone mode, click returns a command's typer.Exit code instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _click_types(name: str) -> tuple[type, ...]:
+    """``name`` from click and from the copy of click that newer typer versions vendor
+    (``typer._click``, whose classes are not click's): a usage error from either is a message."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 if __name__ == "__main__":

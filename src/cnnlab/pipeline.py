@@ -25,6 +25,7 @@ from cnnlab.report.tables import per_class_csv_rows
 from cnnlab.store import (environment, new_run_dir, open_run, read_history, read_json,
                           safe_output_path, save_weights, write_csv,
                           write_json, write_text, write_yaml)
+from cnnlab.store.run import check_checkpoint, read_run_json
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
 
@@ -53,12 +54,14 @@ def run_experiment(cfg: ExperimentConfig, *, say: Say = print) -> RunOutcome:
 def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
     """Continue an interrupted (or failed) run from its last checkpoint, in the same folder."""
     run_dir = open_run(run_dir)
-    status = read_json(run_dir / "metrics.json").get("status") if (run_dir / "metrics.json").is_file() else None
+    metrics = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    status = metrics.get("status") if isinstance(metrics, dict) else None
     if status == "completed":
         raise RunError(f"{run_dir} already completed; start a new run with `cnnlab run`.")
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
         raise RunError(f"{run_dir} has no checkpoints/last.ckpt (it stopped before its first "
                        "epoch ended): start it again with `cnnlab run`.")
+    check_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
     return _run_in(run_dir, cfg, say=say, resume=True)
 

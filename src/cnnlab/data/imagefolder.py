@@ -159,6 +159,8 @@ def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch
         raise DataError(f"Cannot read the image {path}: it is corrupt or not an image "
                         f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Remove or "
                         "replace the file.".replace("\n", " ")) from None
+    if image.dtype != torch.uint8:  # 16-bit PNGs decode as uint16: scale 0-65535 to 0-255
+        image = TF.to_dtype(image, torch.uint8, scale=True)
     if size is not None and tuple(image.shape[1:]) != size:
         image = TF.resize(image, list(size), antialias=True)
     return image  # (C, H, W) uint8

@@ -140,6 +140,35 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_run_json(path: Path) -> Any:
+    """A run file's JSON, or a RunError naming the file when it is missing or damaged."""
+    try:
+        return read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is "
+                       "damaged: restore the file or start the run again.") from None
+
+
+def check_checkpoint(path: Path) -> Path:
+    """A Lightning checkpoint that is a whole torch archive, or a RunError naming it.
+
+    torch saves zip archives; a write cut short (SIGKILL, full disk) leaves one whose central
+    directory or member checksums fail. Checked before resuming, so the error is a message.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    if bad is not None:
+        raise RunError(f"The checkpoint {path} cannot be read ({bad}); it was probably cut short "
+                       "while being written. Delete it and start the run again with `cnnlab "
+                       "run` (checkpoints/best.ckpt, if there, holds the best epoch's weights).")
+    return path
+
+
 def save_weights(module: torch.nn.Module, path: Path, metadata_: Mapping[str, str] | None = None) -> Path:
     """The module's state dict as safetensors (tensors only: safe to load from anywhere)."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
