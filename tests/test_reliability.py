@@ -95,6 +95,11 @@ def _bad_image(kind: str) -> Callable[[Ctx], list[str]]:
     return setup
 
 
+def _no_training(ctx: Ctx) -> None:
+    """The bad image was found before any training step: no epoch, no checkpoint."""
+    assert not list(ctx.tmp.rglob("history.csv")) and not list(ctx.tmp.rglob("*.ckpt"))
+
+
 def _mixed_modes(ctx: Ctx) -> list[str]:
     folder = ctx.folder(classes=("cat", "dog"), per_class=6)
     rgb = np.asarray(Image.open(folder / "cat" / "000.png"))
@@ -263,8 +268,8 @@ CASES: list[Case] = [
     Case("name-dotdot", "paths", "`--set name=../../x`", _name("../../x"), 2,
          ("name", "'..'"), _nothing_outside),
     Case("name-absolute", "paths", "`--set name=/tmp/x`", _name("/tmp/x"), 2,
-         ("name", "pattern"), _nothing_outside),
-    Case("name-nul", "paths", "a NUL byte in `name`", _name("a\x00b"), 2, ("name",),
+         ("name", "absolute name"), _nothing_outside),
+    Case("name-nul", "paths", "a NUL byte in `name`", _name("a\x00b"), 2, ("name", "NUL byte"),
          _nothing_outside),
     Case("name-symlink", "paths", "`runs_dir/shared` is a symlink to a folder outside runs_dir",
          _symlinked_name, 2, ("outside runs_dir", "symbolic link"),
@@ -292,13 +297,13 @@ CASES: list[Case] = [
          lambda c: c.run_folder((lambda f: ((f / "ghost").mkdir(), f)[1])(c.folder())), 2,
          ("ghost", "holds no images")),
     Case("image-zero-byte", "data", "a zero-byte .png among the images", _bad_image("zero"), 2,
-         ("bad_0007.png", "Cannot read the image")),
+         ("bad_0007.png", "Cannot read the image"), _no_training),
     Case("image-corrupt", "data", "random bytes named .png", _bad_image("corrupt"), 2,
-         ("bad_0007.png", "Cannot read the image")),
+         ("bad_0007.png", "Cannot read the image"), _no_training),
     Case("image-truncated", "data", "a .png cut in half", _bad_image("truncated"), 2,
-         ("bad_0007.png", "Cannot read the image")),
+         ("bad_0007.png", "Cannot read the image"), _no_training),
     Case("image-bomb", "data", "a PNG header claiming 50,000 x 50,000 pixels", _bad_image("bomb"),
-         2, ("bad_0007.png", "MAX_IMAGE_PIXELS")),
+         2, ("bad_0007.png", "MAX_IMAGE_PIXELS"), _no_training),
     Case("image-sizes", "data", "images of different sizes, no `data.image_size`",
          lambda c: c.run_folder((lambda f: (Image.new("RGB", (9, 5)).save(f / "cat" / "odd.png"),
                                             f)[1])(c.folder())), 2,
@@ -340,6 +345,15 @@ CASES: list[Case] = [
     # predict inputs and outputs
     Case("predict-out-symlink", "outputs", "`predict --out` names a symlink to another file",
          _out_symlink, 2, ("symbolic link",), _victim_intact),
+    Case("compare-out-symlink", "outputs", "`compare --out` names a symlink to another file",
+         lambda c: (_out_symlink(c), ["compare", str(c.trained), "--format", "csv", "--out",
+                                      str(c.tmp / "link.csv")])[1], 2, ("symbolic link",),
+         _victim_intact),
+    Case("export-symlink", "outputs", "`export` where model.torchscript.pt is a symlink",
+         lambda c: (lambda r: ((r / "model.torchscript.pt").symlink_to(c.tmp / "precious.txt"),
+                               (c.tmp / "precious.txt").write_text("keep me"),
+                               ["export", str(r), "--format", "torchscript"])[2])(c.run_copy()),
+         2, ("symbolic link",), _victim_intact),
     Case("predict-out-folder", "outputs", "`predict --out` names a folder",
          lambda c: _predict(c, c.tmp, c.tmp), 2, ("is a folder",)),
     Case("predict-input-missing", "outputs", "`predict` of a missing input",

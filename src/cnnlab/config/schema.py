@@ -497,6 +497,16 @@ class ExperimentConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runs_dir: Path = Field(Path("runs"), description="root of run folders")
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_says_why(cls, value: Any) -> Any:
+        # The pattern below would refuse these too, but without saying why.
+        if isinstance(value, str) and value.startswith("/"):
+            raise ValueError("an absolute name is not allowed: names are folders inside runs_dir")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("a name may not hold a NUL byte")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name_stays_inside_runs_dir(cls, value: str) -> str:
