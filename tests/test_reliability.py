@@ -95,6 +95,25 @@ def _bad_image(kind: str) -> Callable[[Ctx], list[str]]:
     return setup
 
 
+def _alias_bomb(ctx: Ctx) -> list[str]:
+    lines = ["x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    lines += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return ["run", ctx.write("\n".join([*lines, "name: bomb", "description: *x8", ""]))]
+
+
+def _npz(kind: str) -> Callable[[Ctx], list[str]]:
+    def setup(ctx: Ctx) -> list[str]:
+        path = ctx.tmp / "data.npz"
+        if kind == "not-npz":
+            path.write_bytes(b"PK\x03\x04 not really a zip")
+        elif kind == "no-y":
+            np.savez(path, x=np.zeros((4, 8, 8), np.uint8))
+        else:  # object arrays need pickle, which cnnlab never loads
+            np.savez(path, x=np.array([object()] * 4, dtype=object), y=np.zeros(4, np.int64))
+        return ["run", ctx.write(ctx.config({"name": "npz", "root": str(path)}))]
+    return setup
+
+
 def _no_training(ctx: Ctx) -> None:
     """The bad image was found before any training step: no epoch, no checkpoint."""
     assert not list(ctx.tmp.rglob("history.csv")) and not list(ctx.tmp.rglob("*.ckpt"))
@@ -249,6 +268,11 @@ CASES: list[Case] = [
          lambda c: ["run", c.write(b"\xff\xfe\x00\x81")], 2, ("UTF-8",)),
     Case("config-list", "config", "a YAML list instead of a mapping",
          lambda c: ["run", c.write("- a\n- b\n")], 2, ("must hold a mapping",)),
+    Case("config-python-tag", "config", "a `!!python/object` tag (code in YAML)",
+         lambda c: ["run", c.write("name: !!python/object/apply:os.mkdir ['pwned']\n")], 2,
+         ("not valid YAML",), _not_pwned),
+    Case("config-alias-bomb", "config", "YAML aliases expanding to 387 million items "
+         "(\"billion laughs\")", _alias_bomb, 2, ("description", "unknown key")),
     Case("config-unknown-key", "config", "a misspelt key (`train.epochz`)",
          lambda c: ["run", c.write(c.config(train={"epochz": 2}))], 2,
          ("unknown key", "train.epochz", "Allowed keys")),
@@ -310,6 +334,12 @@ CASES: list[Case] = [
          ("different sizes", "data.image_size")),
     Case("image-modes", "data", "grayscale, RGBA, palette, 16-bit PNGs and a BMP mixed "
          "(`cnnlab plan`: all are converted to the run's channels)", _mixed_modes, 0, ()),
+    Case("npz-not-an-archive", "data", "`data.name: npz` on a file that is not an .npz",
+         _npz("not-npz"), 2, ("data.npz", "not a readable .npz")),
+    Case("npz-no-labels", "data", "an .npz without the array `y`", _npz("no-y"), 2,
+         ("no array 'y'",)),
+    Case("npz-pickled", "data", "an .npz of pickled objects", _npz("pickled"), 2,
+         ("data.npz", "pickle")),
     Case("data-unknown-class", "data", "`data.classes` names a missing class",
          lambda c: c.run_folder(c.folder(), classes=["cat", "zebra"]), 2, ("zebra", "available")),
     # weights files (model.pretrained of a backbone)

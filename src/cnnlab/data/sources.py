@@ -111,12 +111,19 @@ def load_npz_source(cfg: DataConfig) -> SourceData:
         if key not in keys:
             raise DataError(f"{path} has no array {key!r} (found: {', '.join(sorted(keys))}); "
                             "an npz dataset needs x (N,H,W[,C]) and y (N,).")
-    parts = {"train": _npz_part(path, arrays["x"], arrays["y"], "x", "y")}
-    if "x_test" in keys and "y_test" in keys:
-        parts["test"] = _npz_part(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+    try:
+        # Object arrays would need pickle (never loaded) and text labels do not convert: both
+        # fail here, inside numpy, and become one message naming the file.
+        parts = {"train": _npz_part(path, arrays["x"], arrays["y"], "x", "y")}
+        if "x_test" in keys and "y_test" in keys:
+            parts["test"] = _npz_part(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+        names = arrays["classes"].tolist() if "classes" in keys else None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the arrays cannot be used ({exc}); an npz dataset holds numeric "
+                        "x and integer y (no pickled objects).") from None
     labels = np.concatenate([p[1].numpy() for p in parts.values()])
-    if "classes" in keys:
-        classes = [str(c) for c in arrays["classes"].tolist()]
+    if names is not None:
+        classes = [str(c) for c in names]
         if labels.max(initial=0) >= len(classes) or labels.min(initial=0) < 0:
             raise DataError(f"{path}: y holds labels up to {int(labels.max())} but `classes` names "
                             f"only {len(classes)} classes.")
