@@ -205,8 +205,8 @@ def _damaged_run(damage: Callable[[Path], None], command: str = "predict"
     def setup(ctx: Ctx) -> list[str]:
         run = ctx.run_copy()
         damage(run)
-        if command == "resume":
-            return ["resume", str(run)]
+        if command in ("resume", "report", "compare"):
+            return [command, str(run)]
         image = ctx.tmp / "one.png"
         Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(image)
         return ["predict", str(run), str(image), "--out", str(ctx.tmp / "out.csv")]
@@ -371,6 +371,15 @@ CASES: list[Case] = [
          _damaged_run(lambda r: (r / "data.json").write_text("{not json")), 2, ("data.json",)),
     Case("run-corrupt-metrics", "run folder", "`cnnlab resume` with a corrupt metrics.json",
          _damaged_run(lambda r: (r / "metrics.json").write_text("{"), "resume"), 2,
+         ("metrics.json",)),
+    Case("report-no-metrics", "run folder", "`cnnlab report` of a run without metrics.json",
+         _damaged_run(lambda r: (r / "metrics.json").unlink(), "report"), 2, ("metrics.json",)),
+    Case("report-corrupt-metrics", "run folder", "`cnnlab report` with a corrupt metrics.json",
+         _damaged_run(lambda r: (r / "metrics.json").write_text("[1, 2"), "report"), 2,
+         ("metrics.json",)),
+    Case("compare-corrupt-metrics", "run folder", "`cnnlab compare` over a run with a corrupt "
+         "metrics.json (skipped, named; nothing left to compare)",
+         _damaged_run(lambda r: (r / "metrics.json").write_text("{"), "compare"), 2,
          ("metrics.json",)),
     # predict inputs and outputs
     Case("predict-out-symlink", "outputs", "`predict --out` names a symlink to another file",
