@@ -302,6 +302,12 @@ CASES: list[Case] = [
          lambda c: ["run", c.write(c.config()), "--runs-dir", str(c.write("x", "afile"))], 2,
          ("Cannot create the run folder",)),
     # --set
+    Case("set-huge-image-size", "--set", "`--set data.image_size=100000` (terabytes of pixels)",
+         lambda c: ["run", c.write(c.config()), "--set", "data.image_size=100000"], 2,
+         ("data.image_size 100000", "GiB", "memory available")),
+    Case("set-huge-image-size-folder", "--set", "`--set data.image_size=100000` on an image "
+         "folder", lambda c: c.run_folder(c.folder(per_class=4), image_size=100000), 2,
+         ("GiB", "memory available")),
     Case("set-no-equals", "--set", "`--set train.lr`", lambda c: ["run", c.write(c.config()),
          "--set", "train.lr"], 2, ("must look like key.path=value",)),
     Case("set-out-of-range", "--set", "`--set train.lr=-1`", lambda c: ["run",

@@ -19,6 +19,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.cache import cache_key, default_cache_dir, load_tensors, save_tensors
+from cnnlab.data.memory import check_fits
 from cnnlab.data.select import select_per_class
 from cnnlab.errors import DataError
 
@@ -135,6 +136,8 @@ def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -
     """Decode (and resize) every file into one (N, C, H, W) uint8 tensor."""
     if not files:
         return torch.zeros((0, channels, *(size or (1, 1))), dtype=torch.uint8)
+    if size is not None:
+        check_fits(len(files), channels, size, f"image size {size[0]} x {size[1]}")
     # Decoding releases the GIL inside torchvision and PIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         decoded = list(pool.map(lambda f: decode_one(f, size, channels), files, chunksize=64))
