@@ -504,7 +504,9 @@ DOC_TAIL = """## Also guaranteed (tests elsewhere)
   `cache` and `cache_dir` are accepted everywhere: they change how data is fetched or cached,
   never which images are used. `test_split` is not checked (a source's own test split makes
   it moot at load time).
-* Every image is decoded (and oversized headers refused) before the first training step.
+* Every image is decoded (and oversized headers refused) before the first training step;
+  an `image_size` whose uint8 tensors would not fit in the memory available is refused
+  before anything is allocated (`data/memory.py`).
 * `predict --out`, `compare --out`, `report --leaderboard --out` and `export` write through
   a temporary file and a rename, and refuse an output that is a symbolic link.
 * A full or read-only disk during a run is a message (exit 2) and the run's metrics.json
