@@ -100,6 +100,10 @@ def compare(
 
     if fmt not in ("table", "csv", "md", "json"):
         raise CnnlabError(f"--format {fmt!r} is not one of table, csv, md, json.")
+    if out is not None:
+        from cnnlab.store import safe_output_path
+
+        out = safe_output_path(out)
     comparison = _comparison(targets or [], runs_dir, sort, baseline, include_all)
     if fmt == "table" and out is None:
         # Piped output is not squeezed to 80 columns: the table is meant to be read whole.
@@ -147,7 +151,9 @@ def report(
             first = Path(targets[0]) if len(targets) == 1 else None
             base = first if first is not None and first.is_dir() else runs_dir
             out = base / "leaderboard.html"
-        path = write_leaderboard(comparison, out)
+        from cnnlab.store import safe_output_path
+
+        path = write_leaderboard(comparison, safe_output_path(out))
         _say(f"leaderboard of {len(comparison.rows)} experiments: {path}")
         return
     if len(targets) != 1:
@@ -441,17 +447,29 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # click's usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click_types("ClickException")):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, _click_types("Abort")):
             sys.exit(1)
         raise
     # Without standalone mode, click returns a command's typer.Exit code instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _click_types(name: str) -> tuple[type, ...]:
+    """``name`` from click and from the copy of click that newer typer versions vendor
+    (``typer._click``, whose classes are not click's): a usage error from either is a message."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 if __name__ == "__main__":

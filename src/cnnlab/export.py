@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.store import read_json, write_json
+from cnnlab.store import read_json, safe_output_path, write_json
 from cnnlab.store.artifact import SavedRun, load_run
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -77,7 +77,7 @@ def export_run(run_dir: Path, fmt: str, *, batch: int = 16, tolerance: float = D
     pixels = torch.randint(0, 256, (batch, *saved.in_shape), generator=generator).float()
     with torch.inference_mode():
         expected = wrapper(pixels)
-    target = Path(saved.run_dir) / FORMATS[fmt]
+    target = safe_output_path(Path(saved.run_dir) / FORMATS[fmt], "the export file")
     started = time.perf_counter()
     if fmt == "onnx":
         got = _export_onnx(wrapper, pixels, target, saved)

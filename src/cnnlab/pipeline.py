@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from cnnlab.config import ExperimentConfig, validate_config
 from cnnlab.config.load import read_yaml
 from cnnlab.data import DataBundle, build_data
+from cnnlab.data.sources import check_source_keys
 from cnnlab.errors import RunError
 from cnnlab.evaluate import EvalResult, evaluate
 from cnnlab.models import build_model, summarize
@@ -22,8 +23,9 @@ from cnnlab.models.backbone import preflight as preflight_weights
 from cnnlab.report.plots import plot_confusion_matrix, plot_curves
 from cnnlab.report.tables import per_class_csv_rows
 from cnnlab.store import (environment, new_run_dir, open_run, read_history, read_json,
-                          save_weights, write_csv,
+                          safe_output_path, save_weights, write_csv,
                           write_json, write_text, write_yaml)
+from cnnlab.store.run import check_checkpoint, read_run_json
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
 
@@ -49,6 +51,7 @@ def run_experiment(cfg: ExperimentConfig, *, say: Say = print, callbacks: Sequen
     ``callbacks`` are extra Lightning callbacks (a sweep's pruner); ``tags`` are recorded in
     metrics.json from the start (a sweep's trial number and parameters).
     """
+    check_source_keys(cfg.data)  # config mistakes fail before a run folder exists
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
     return _run_in(run_dir, cfg, say=say, resume=False, callbacks=callbacks, tags=tags)
@@ -57,12 +60,14 @@ def run_experiment(cfg: ExperimentConfig, *, say: Say = print, callbacks: Sequen
 def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
     """Continue an interrupted (or failed) run from its last checkpoint, in the same folder."""
     run_dir = open_run(run_dir)
-    status = read_json(run_dir / "metrics.json").get("status") if (run_dir / "metrics.json").is_file() else None
+    metrics = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    status = metrics.get("status") if isinstance(metrics, dict) else None
     if status == "completed":
         raise RunError(f"{run_dir} already completed; start a new run with `cnnlab run`.")
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
         raise RunError(f"{run_dir} has no checkpoints/last.ckpt (it stopped before its first "
                        "epoch ended): start it again with `cnnlab run`.")
+    check_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
     return _run_in(run_dir, cfg, say=say, resume=True)
 
@@ -135,7 +140,10 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
     except BaseException as exc:
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"
-        write_json(run_dir / "metrics.json", record)
+        try:
+            write_json(run_dir / "metrics.json", record)
+        except RunError:
+            pass  # the disk that failed the run may refuse this too; the first error matters
         raise
 
 
@@ -236,6 +244,7 @@ def run_seeds(cfg: ExperimentConfig, seeds: int, *, say: Say = print,
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}.")
+    check_source_keys(cfg.data)
     group = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     base = cfg.train.seed
     done: list[RunOutcome] = []
@@ -352,6 +361,7 @@ def predict_run(run_dir: Path, source: Path, out: Path, *, probabilities: bool =
     from cnnlab.evaluate.predict import predict_with_tta
     from cnnlab.store.artifact import load_run
 
+    out = safe_output_path(out)  # before any decoding: a refused --out costs nothing
     saved = load_run(run_dir)
     configure_cpu(saved.cfg.train.threads)
     inputs = resolve_inputs(source, id_column=id_column, path_column=path_column)
@@ -367,7 +377,6 @@ def predict_run(run_dir: Path, source: Path, out: Path, *, probabilities: bool =
             row = {"id": inputs.ids[start + offset], "label": saved.classes[best]}
             row.update({col: round(v, 6) for col, v in zip(prob_columns, p)})
             rows.append(row)
-    out = Path(out)
     write_csv(out, rows, ["id", "label", *prob_columns])
     counts: dict[str, int] = {}
     for row in rows:

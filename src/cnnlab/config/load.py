@@ -7,6 +7,7 @@ the bad key, the value found and what is allowed.
 from __future__ import annotations
 
 import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -85,6 +86,11 @@ def set_value(raw: dict[str, Any], key: str, value: Any, *, what: str = "") -> N
         raise ConfigError(f"{what}: {'.'.join(parts[:-1])} is not a section.")
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel, _SHORT.maxlist = 2, 4
+
+
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
@@ -122,7 +128,8 @@ def _describe(err: dict[str, Any], raw_loc: tuple[str, ...],
         return f"unknown key `{where}`.{hint}"
     if err["type"] == "missing":
         return f"`{where}` is required but missing."
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    # Bounded: YAML aliases can make a few lines into a list of a billion items.
+    shown = _SHORT.repr(value) if not isinstance(value, dict) else "a mapping"
     return f"`{where}` = {shown}: {err['msg']}."
 
 

@@ -497,6 +497,33 @@ class ExperimentConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runs_dir: Path = Field(Path("runs"), description="root of run folders")
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_says_why(cls, value: Any) -> Any:
+        # The pattern below would refuse these too, but without saying why.
+        if isinstance(value, str) and value.startswith("/"):
+            raise ValueError("an absolute name is not allowed: names are folders inside runs_dir")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("a name may not hold a NUL byte")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside_runs_dir(cls, value: str) -> str:
+        # The pattern already refuses absolute names, empty parts and odd bytes; '.' and '..'
+        # parts match it but would leave the name's folder (store.paths checks again on write).
+        if any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("a name may not have '.' or '..' parts: run folders stay inside "
+                             "runs_dir")
+        return value
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _runs_dir_without_nul(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("runs_dir holds a NUL byte")
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _sequential_by_default(cls, value: Any) -> Any:

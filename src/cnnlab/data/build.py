@@ -7,12 +7,14 @@ import torchvision.transforms.v2.functional as TF
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.bundle import DataBundle, Split
+from cnnlab.data.memory import check_fits
 from cnnlab.data.select import select_per_class, stratified_split
-from cnnlab.data.sources import DATASETS, SourceData
+from cnnlab.data.sources import DATASETS, SourceData, check_source_keys
 from cnnlab.errors import DataError
 
 
 def build_data(cfg: DataConfig) -> DataBundle:
+    check_source_keys(cfg)
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)
@@ -83,6 +85,8 @@ def conform(images: torch.Tensor, labels: torch.Tensor, cfg: DataConfig):
     if cfg.image_size is not None:
         size = [cfg.image_size] * 2 if isinstance(cfg.image_size, int) else list(cfg.image_size)
         if list(images.shape[2:]) != size:
+            check_fits(images.shape[0], images.shape[1], (size[0], size[1]),
+                       f"data.image_size {cfg.image_size}")
             images = TF.resize(images, size, antialias=True)
     return images.contiguous(), labels
 

@@ -8,6 +8,7 @@ without ``image_size`` all images must share one size.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.cache import cache_key, default_cache_dir, load_tensors, save_tensors
+from cnnlab.data.memory import check_fits
 from cnnlab.data.select import select_per_class
 from cnnlab.errors import DataError
 
@@ -25,6 +27,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
 # torchvision decodes these natively (and fast); anything else goes through PIL.
 _NATIVE = (".jpg", ".jpeg", ".png", ".webp")
+# check_pixel_count refuses oversized images with its own message; PIL's warning would only
+# repeat it (set once here: warning filters are process-wide, not per decoding thread).
+warnings.filterwarnings("ignore", message="Image size .* exceeds limit", module="PIL")
 
 
 def load(cfg: DataConfig) -> tuple[list[str], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
@@ -131,6 +136,8 @@ def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -
     """Decode (and resize) every file into one (N, C, H, W) uint8 tensor."""
     if not files:
         return torch.zeros((0, channels, *(size or (1, 1))), dtype=torch.uint8)
+    if size is not None:
+        check_fits(len(files), channels, size, f"image size {size[0]} x {size[1]}")
     # Decoding releases the GIL inside torchvision and PIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         decoded = list(pool.map(lambda f: decode_one(f, size, channels), files, chunksize=64))
@@ -144,6 +151,7 @@ def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -
 
 def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch.Tensor:
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    check_pixel_count(path)
     try:
         if path.suffix.lower() in _NATIVE:
             image = decode_image(torch.from_file(str(path), dtype=torch.uint8,
@@ -154,9 +162,43 @@ def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch
         raise DataError(f"Cannot read the image {path}: it is corrupt or not an image "
                         f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Remove or "
                         "replace the file.".replace("\n", " ")) from None
+    if image.dtype != torch.uint8:  # 16-bit PNGs decode as uint16: scale 0-65535 to 0-255
+        image = TF.to_dtype(image, torch.uint8, scale=True)
     if size is not None and tuple(image.shape[1:]) != size:
         image = TF.resize(image, list(size), antialias=True)
     return image  # (C, H, W) uint8
+
+
+def check_pixel_count(path: Path) -> None:
+    """Refuse an image whose header claims more pixels than PIL's MAX_IMAGE_PIXELS.
+
+    Only the header is read: a 50,000 x 50,000 PNG of a few KiB (a decompression bomb) fails
+    here instead of asking the decoder for 7.5 GB.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+    except OSError:
+        return  # the decoder names the problem
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        # PNG, most datasets' format: the size is at a fixed offset (a third of PIL's time).
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    else:
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except Image.DecompressionBombError:
+            width = height = None
+        except Exception:
+            return  # not an image PIL knows: the decoder names the problem
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and (width is None or width * height > limit):
+        shown = f"{width} x {height} pixels" if width is not None else "far too many pixels"
+        raise DataError(f"The image {path} claims {shown}, over the limit of {limit:,} pixels "
+                        "(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?). Remove or shrink "
+                        "the file.")
 
 
 def _decode_with_pil(path: Path, channels: int) -> torch.Tensor:

@@ -30,6 +30,46 @@ class SourceData:
 Source = Callable[[DataConfig], SourceData]
 DATASETS: Registry[Source] = Registry("dataset")
 
+# Keys of `data:` that build_data applies to every source (selection, splits, size, scaling).
+COMMON_KEYS = frozenset({"name", "classes", "max_per_class", "val_split", "test_split",
+                         "split_seed", "image_size", "channels", "normalization"})
+# Accepted by every source though not every source reads them: they choose how data is fetched
+# or cached, never which images are trained on (tests and shared configs set cache: false).
+HARMLESS_KEYS = frozenset({"download", "cache", "cache_dir"})
+# The keys each source reads beyond COMMON_KEYS; a key set to anything but its default for a
+# source that ignores it is refused, so a typo never silently trains on other data.
+SOURCE_KEYS: dict[str, frozenset[str]] = {}
+
+
+def uses_keys(name: str, *keys: str) -> None:
+    """Declare the source-specific ``data`` keys that the source ``name`` reads."""
+    SOURCE_KEYS[name] = frozenset(keys)
+
+
+def check_source_keys(cfg: DataConfig) -> None:
+    """Refuse a ``data`` key that ``cfg.name``'s source ignores (ConfigError, exit 2).
+
+    A key counts only when the config sets it to a value other than its default: configs that
+    spell out a default (``root: null``) stay valid. ``test_split`` is not checked (a source's
+    own test split, found at load time, makes it moot), nor are HARMLESS_KEYS.
+    """
+    from cnnlab.errors import ConfigError
+
+    if cfg.name not in DATASETS:
+        DATASETS.get(cfg.name)  # the unknown-name error, listing the sources
+    used = COMMON_KEYS | HARMLESS_KEYS | SOURCE_KEYS.get(cfg.name, frozenset(DataConfig.model_fields))
+    ignored = [key for key in DataConfig.model_fields
+               if key not in used and key in cfg.model_fields_set
+               and getattr(cfg, key) != DataConfig.model_fields[key].get_default(call_default_factory=True)]
+    if ignored:
+        keys = ", ".join(f"`data.{key}`" for key in ignored)
+        uses = ", ".join(f"`data.{key}`" for key in sorted(SOURCE_KEYS.get(cfg.name, ()))) or "none"
+        raise ConfigError(f"{keys} {'is' if len(ignored) == 1 else 'are'} not used by "
+                          f"`{cfg.name}` (its own keys: {uses}; every source also reads "
+                          f"{', '.join(sorted(COMMON_KEYS - {'name'}))}). Remove "
+                          f"{'it' if len(ignored) == 1 else 'them'}, or set `data.name` to the "
+                          "source you meant.")
+
 
 @DATASETS.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download)")
 def load_digits_source(cfg: DataConfig) -> SourceData:
@@ -43,10 +83,16 @@ def load_digits_source(cfg: DataConfig) -> SourceData:
     return SourceData([str(c) for c in digits.target_names], {"train": (x, y)})
 
 
+uses_keys("digits")
+
+
 @DATASETS.register("imagefolder", "root/<class>/*.jpg|png|... or root/{train,val,test}/<class>/")
 def load_imagefolder_source(cfg: DataConfig) -> SourceData:
     classes, parts = imagefolder.load(cfg)
     return SourceData(classes, parts)
+
+
+uses_keys("imagefolder", "root", "cache", "cache_dir")
 
 
 @DATASETS.register("npz", "a .npz file with arrays x (N,H,W[,C]), y (N,), optional classes, x_test, y_test")
@@ -65,18 +111,28 @@ def load_npz_source(cfg: DataConfig) -> SourceData:
         if key not in keys:
             raise DataError(f"{path} has no array {key!r} (found: {', '.join(sorted(keys))}); "
                             "an npz dataset needs x (N,H,W[,C]) and y (N,).")
-    parts = {"train": _npz_part(path, arrays["x"], arrays["y"], "x", "y")}
-    if "x_test" in keys and "y_test" in keys:
-        parts["test"] = _npz_part(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+    try:
+        # Object arrays would need pickle (never loaded) and text labels do not convert: both
+        # fail here, inside numpy, and become one message naming the file.
+        parts = {"train": _npz_part(path, arrays["x"], arrays["y"], "x", "y")}
+        if "x_test" in keys and "y_test" in keys:
+            parts["test"] = _npz_part(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+        names = arrays["classes"].tolist() if "classes" in keys else None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the arrays cannot be used ({exc}); an npz dataset holds numeric "
+                        "x and integer y (no pickled objects).") from None
     labels = np.concatenate([p[1].numpy() for p in parts.values()])
-    if "classes" in keys:
-        classes = [str(c) for c in arrays["classes"].tolist()]
+    if names is not None:
+        classes = [str(c) for c in names]
         if labels.max(initial=0) >= len(classes) or labels.min(initial=0) < 0:
             raise DataError(f"{path}: y holds labels up to {int(labels.max())} but `classes` names "
                             f"only {len(classes)} classes.")
     else:
         classes = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
     return SourceData(classes, parts)
+
+
+uses_keys("npz", "root")
 
 
 def _npz_part(path: Path, x: np.ndarray, y: np.ndarray, xname: str, yname: str):
@@ -147,5 +203,6 @@ def _torchvision_source(name: str, spec: _TorchvisionSpec) -> Source:
 
 for _name, _spec in _TORCHVISION.items():
     DATASETS.add(_name, _torchvision_source(_name, _spec), f"torchvision {_spec.cls_name} (download)")
+    uses_keys(_name, "root", "download", "cache_dir")
 
 

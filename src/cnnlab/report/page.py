@@ -207,17 +207,34 @@ def _fmt(value: Any) -> str:
         return f"{value:g}"
     if value is None:
         return "none"
+    if isinstance(value, Mapping):  # a setting inside a setting: tagged -> call, else a map
+        tagged = any(isinstance(value.get(tag), str) for tag in ("type", "name"))
+        return _call(value) if tagged else "{" + ", ".join(
+            f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
 
 
-def _call(spec: Mapping | None, name_key: str = "type", name: str | None = None) -> str:
-    """``{"type": "zoom", "factor": 0.2}`` -> ``zoom(factor=0.2)``."""
+def _call(spec: Mapping | None, name_key: str = "type", name: str | None = None,
+          fallback: str = "") -> str:
+    """``{"type": "zoom", "factor": 0.2}`` -> ``zoom(factor=0.2)``.
+
+    The label is ``name`` if given, else the spec's own tag (``name_key``, ``type`` or
+    ``name``: ``schedule: {name: linear, ...}`` -> ``linear(...)``), else ``fallback`` (the
+    setting's key: ``lookahead: {k: 5}`` -> ``lookahead(k=5)``). Never an unnamed ``?(...)``.
+    """
     if not spec:
         return "none"
     spec = dict(spec)
-    label = name or str(spec.pop(name_key, "?"))
+    if name is None:
+        name = fallback
+        for key in (name_key, "type", "name"):
+            if isinstance(spec.get(key), str):
+                name = spec.pop(key)
+                break
     args = ", ".join(f"{k}={_fmt(v)}" for k, v in spec.items())
-    return f"{label}({args})"
+    return f"{name}({args})"
 
 
 def hyperparameters(train: Mapping) -> list[list[str]]:
@@ -243,7 +260,8 @@ def hyperparameters(train: Mapping) -> list[list[str]]:
              "muon"}
     for key, value in train.items():  # settings added later still show up
         if key not in known:
-            rows.append([key.replace("_", " "), _call(value) if isinstance(value, dict) else _fmt(value)])
+            rows.append([key.replace("_", " "), _call(value, fallback=key)
+                         if isinstance(value, dict) else _fmt(value)])
     return rows
 
 

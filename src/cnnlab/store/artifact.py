@@ -17,7 +17,7 @@ from cnnlab.config.load import read_yaml
 from cnnlab.errors import RunError
 from cnnlab.models import build_model
 from cnnlab.models.backbone import skip_pretrained_weights
-from cnnlab.store.run import open_run, read_json
+from cnnlab.store.run import open_run, read_json, read_run_json
 from cnnlab.train import Classifier
 
 
@@ -48,9 +48,13 @@ def load_run(run_dir: Path) -> SavedRun:
             raise RunError(f"{run_dir} has no {name} ({why}); the run's status is {status}: only a "
                            "run that finished training has weights to use.")
     cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
-    info = read_json(run_dir / "data.json")
-    classes = [str(c) for c in info["classes"]]
-    in_shape = tuple(int(v) for v in info["in_shape"])
+    info = read_run_json(run_dir / "data.json")
+    try:
+        classes = [str(c) for c in info["classes"]]
+        in_shape = tuple(int(v) for v in info["in_shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{run_dir}/data.json lacks a usable {exc} entry (classes and in_shape "
+                       "are needed); the run folder is damaged.") from None
     channels = in_shape[0]
     mean = info.get("mean") or [0.0] * channels
     std = info.get("std") or [1.0] * channels
@@ -60,7 +64,11 @@ def load_run(run_dir: Path) -> SavedRun:
     # A backbone scales its input as its weights expect, whatever the data's statistics were.
     mean, std = getattr(net, "input_normalization", None) or (mean, std)
     classifier = Classifier(net, mean, std)
-    state = load_file(str(run_dir / "model.safetensors"))
+    try:
+        state = load_file(str(run_dir / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise RunError(f"{run_dir}/model.safetensors cannot be read ({type(exc).__name__}: "
+                       f"{exc}); the weights file is damaged.") from None
     try:
         classifier.load_state_dict(state)
     except RuntimeError as exc:

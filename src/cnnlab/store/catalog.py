@@ -109,14 +109,30 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
+class DamagedRunError(RunError, ValueError):
+    """A run file is missing or unreadable: a message for `cnnlab report`, a skip for compare
+    (which catches ValueError)."""
+
+
 def read_run(folder: Path) -> RunRecord:
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    metrics = read_json(folder / "metrics.json")
+    config = _read(folder / "config.yaml", lambda p: yaml.safe_load(p.read_text(encoding="utf-8")))
+    metrics = _read(folder / "metrics.json", read_json)
     data_path = folder / "data.json"
-    data = read_json(data_path) if data_path.is_file() else {}
-    if not isinstance(config, dict) or not isinstance(metrics, dict):
-        raise ValueError("config.yaml or metrics.json does not hold a mapping")
-    return RunRecord(folder, config, metrics, data)
+    data = _read(data_path, read_json) if data_path.is_file() else {}
+    for name, value in (("config.yaml", config or {}), ("metrics.json", metrics)):
+        if not isinstance(value, dict):
+            raise DamagedRunError(f"{folder / name} does not hold a mapping; the run folder is "
+                                  "damaged.")
+    return RunRecord(folder, config or {}, metrics, data)
+
+
+def _read(path: Path, parse) -> Any:
+    try:
+        return parse(path)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DamagedRunError(f"{path} cannot be read ({type(exc).__name__}: "
+                              f"{' '.join(detail.split())}); the run folder is damaged.") from None
 
 
 def _is_run(folder: Path) -> bool:

@@ -7,6 +7,7 @@ crash or Ctrl+C never leaves a half-written ``metrics.json`` or weights file beh
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -26,6 +27,7 @@ import yaml
 from safetensors.torch import save_file
 
 from cnnlab.errors import RunError
+from cnnlab.store.paths import safe_run_path
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torchmetrics",
@@ -33,25 +35,61 @@ TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torc
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    path = Path(runs_dir) / name / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    """A new, empty ``runs_dir/name/<time>-<random>/``; never outside runs_dir, never shared.
+
+    Two runs of one name started in the same second get distinct folders: the random suffix
+    is drawn again when ``mkdir`` finds the folder taken (``exist_ok=False`` is the lock).
+    """
+    parent = safe_run_path(runs_dir, name)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"Cannot create the run folder {parent} ({exc.strerror or exc}); check "
+                       "runs_dir and its permissions.") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = parent / f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"Cannot create the run folder {path} ({exc.strerror or exc}); check "
+                           "runs_dir and its permissions.") from None
+        # Resolved again after creation: a link swapped in meanwhile must not move the run out.
+        safe_run_path(runs_dir, name, path.name)
+        return path
+    raise RunError(f"Could not find a free run folder name under {parent} after 100 tries.")
 
 
 @contextmanager
 def atomic_target(path: Path) -> Iterator[str]:
     """A temporary file name beside ``path``; renamed onto ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            raise _write_error(path, exc) from None
         raise
+
+
+# A full or read-only disk is the environment, not a bug: a message, not a traceback.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _write_error(path: Path, exc: OSError) -> RunError:
+    reason = exc.strerror or os.strerror(exc.errno or 0) or str(exc)
+    return RunError(f"Cannot write {path}: {reason} (errno {exc.errno}). Free space or fix the "
+                    "permissions of the folder, then `cnnlab resume` the run (or run it again).")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
@@ -100,6 +138,35 @@ def _number(text: str) -> float:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_run_json(path: Path) -> Any:
+    """A run file's JSON, or a RunError naming the file when it is missing or damaged."""
+    try:
+        return read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is "
+                       "damaged: restore the file or start the run again.") from None
+
+
+def check_checkpoint(path: Path) -> Path:
+    """A Lightning checkpoint that is a whole torch archive, or a RunError naming it.
+
+    torch saves zip archives; a write cut short (SIGKILL, full disk) leaves one whose central
+    directory or member checksums fail. Checked before resuming, so the error is a message.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    if bad is not None:
+        raise RunError(f"The checkpoint {path} cannot be read ({bad}); it was probably cut short "
+                       "while being written. Delete it and start the run again with `cnnlab "
+                       "run` (checkpoints/best.ckpt, if there, holds the best epoch's weights).")
+    return path
 
 
 def save_weights(module: torch.nn.Module, path: Path, metadata_: Mapping[str, str] | None = None) -> Path:
