@@ -31,12 +31,18 @@ def run(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="root of run folders"),
     seeds: int = typer.Option(1, "--seeds", min=1,
                               help="repeat with train.seed = seed, seed+1, ... (same data split)"),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="log to this MLflow tracking URI "
+                                         "(same as --set tracking.mlflow=URI)"),
 ) -> None:
     """Train, evaluate and record one experiment (N times with --seeds N)."""
     from cnnlab.config import load_config
     from cnnlab.pipeline import run_experiment, run_seeds
 
     overrides = list(set_) + ([f"runs_dir={runs_dir}"] if runs_dir else [])
+    if mlflow:
+        # Quoted so YAML keeps the URI a string (an unquoted "true" would mean the env variable).
+        overrides.append(f"tracking.mlflow={mlflow!r}" if mlflow not in ("true", "True")
+                         else "tracking.mlflow=true")
     cfg = load_config(experiment, overrides)
     if seeds == 1:
         _finish(run_experiment(cfg, say=_say))
@@ -204,6 +210,29 @@ def export(
          f"{result.max_abs_diff:.2e} {'<' if result.passed else '>='} {result.tolerance:g}: {verdict} "
          "(recorded in export.json)")
     if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sync(
+    targets: list[str] = typer.Argument(..., help="run folders, folders of runs, or experiment "
+                                        "name patterns"),
+    mlflow: str = typer.Option(..., "--mlflow", help="MLflow tracking URI to upload to"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment "
+                                             "(default: the run's tracking.experiment, or the "
+                                             "first part of its name)"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where name patterns are looked up"),
+) -> None:
+    """Upload run folders to MLflow (runs already there are left alone: syncing twice is safe)."""
+    from cnnlab.config.uri import check_tracking_uri
+    from cnnlab.track.sync import sync_targets
+
+    try:
+        check_tracking_uri(mlflow)
+    except ValueError as exc:
+        raise CnnlabError(f"--mlflow: {exc}") from None
+    failures = sync_targets(targets, runs_dir, mlflow, experiment=experiment, say=_say)
+    if failures:
         raise typer.Exit(1)
 
 

@@ -24,6 +24,7 @@ from cnnlab.report.tables import per_class_csv_rows
 from cnnlab.store import (environment, new_run_dir, open_run, read_history, read_json,
                           save_weights, write_csv,
                           write_json, write_text, write_yaml)
+from cnnlab.track import open_tracking
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
 
@@ -65,7 +66,10 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
     env = environment()
     record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env}
     write_json(run_dir / "metrics.json", record)
+    tracking = None
     try:
+        tracking = open_tracking(cfg, run_dir, say=say)
+        tracking.start(cfg.model_dump(mode="json"), record)
         preflight_weights(cfg.model)  # transfer learning: missing pretrained weights fail first
         data = build_data(cfg.data)
         say(f"data: {cfg.data.name}, {data.num_classes} classes, input {data.in_shape}, "
@@ -86,8 +90,10 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
         history = read_history(run_dir) if resume else []
         result = train(classifier, data, cfg.train, cfg.augment,
                        checkpoint_dir=run_dir / "checkpoints",
-                       on_epoch=lambda row: write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
-                       history=history,
+                       on_epoch=lambda row: (
+                           write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
+                           tracking.on_epoch(row)),
+                       history=history, loggers=tracking.loggers,
                        resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
         record.update(_train_record(result, summary))
         _record_transfer(net, run_dir, record)
@@ -122,6 +128,9 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
         record["error"] = f"{type(exc).__name__}: {exc}"
         write_json(run_dir / "metrics.json", record)
         raise
+    finally:
+        if tracking is not None:
+            tracking.finish(record)
 
 
 # ----------------------------------------------- transfer learning (models/backbone.py)

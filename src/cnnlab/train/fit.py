@@ -108,7 +108,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
           augment: Sequence[AugmentSpec], *, checkpoint_dir: Path,
           on_epoch: Callable[[EpochRow], None] = lambda row: None,
           history: list[EpochRow] | None = None,
-          resume_from: Path | None = None) -> TrainResult:
+          resume_from: Path | None = None, loggers: Sequence = ()) -> TrainResult:
+    """``loggers``: Lightning loggers (TensorBoard, ...) the Trainer reports to; none by default."""
     _check_monitors(cfg, has_val=data.val is not None)
     configure_cpu(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -142,7 +143,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         max_epochs=cfg.epochs, accelerator=cfg.device, devices=1,
         precision="32-true" if cfg.precision == "32" else cfg.precision,
         check_val_every_n_epoch=cfg.validation_freq,
-        callbacks=callbacks, logger=False, enable_model_summary=False,
+        callbacks=callbacks, logger=list(loggers) or False, enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(checkpoint_dir), deterministic=False)
 
