@@ -45,6 +45,11 @@ def default_experiment(name: str) -> str:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("file:"):
+        # MLflow 3 keeps its file store in maintenance mode and refuses it unless asked: a
+        # `file:` URI in the experiment is that request (sqlite:/// is the maintained choice).
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
     return MlflowClient(tracking_uri=uri)
 
 
