@@ -337,6 +337,8 @@ def _finish(outcome) -> None:
     from cnnlab.report.tables import per_class_table
 
     metrics = outcome.metrics
+    if metrics["status"] == "worker":  # a rank > 0 of a multi-process run: rank 0 reports
+        return
     for split in ("val", "test"):
         if split in metrics and split == ("test" if "test" in metrics else "val"):
             console.print(per_class_table(metrics[split], title=f"{metrics['name']}: {split}"))

@@ -27,6 +27,7 @@ from cnnlab.store import (environment, new_run_dir, open_run, read_history, read
 from cnnlab.track import open_tracking
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
+from cnnlab.train.distributed import is_worker, layout, shared_run_dir
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                   "val_seconds")
@@ -44,14 +45,26 @@ Say = Callable[[str], None]
 
 
 def run_experiment(cfg: ExperimentConfig, *, say: Say = print) -> RunOutcome:
+    # Multi-process training: rank 0 makes the folder, the other ranks only train (see
+    # train/distributed.py).
+    run_dir = shared_run_dir(lambda: _new_run(cfg))
+    if is_worker():
+        return _work_in(run_dir, cfg, resume=False)
+    return _run_in(run_dir, cfg, say=say, resume=False)
+
+
+def _new_run(cfg: ExperimentConfig) -> Path:
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
-    return _run_in(run_dir, cfg, say=say, resume=False)
+    return run_dir
 
 
 def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
     """Continue an interrupted (or failed) run from its last checkpoint, in the same folder."""
     run_dir = open_run(run_dir)
+    if is_worker():
+        cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+        return _work_in(run_dir, cfg, resume=True)
     status = read_json(run_dir / "metrics.json").get("status") if (run_dir / "metrics.json").is_file() else None
     if status == "completed":
         raise RunError(f"{run_dir} already completed; start a new run with `cnnlab run`.")
@@ -64,7 +77,8 @@ def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
 
 def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> RunOutcome:
     env = environment()
-    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env}
+    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir),
+              "world_size": layout(cfg.train).world_size, **env}
     write_json(run_dir / "metrics.json", record)
     tracking = None
     try:
@@ -131,6 +145,17 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool) -> 
     finally:
         if tracking is not None:
             tracking.finish(record)
+
+
+def _work_in(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) -> RunOutcome:
+    """A rank > 0 of a multi-process run: the same data and model, ``trainer.fit``, no files."""
+    data = build_data(cfg.data)
+    net = build_model(cfg.model, data.in_shape, data.num_classes)
+    # DDP copies rank 0's weights to every rank; data-dependent init needs no repeat here.
+    classifier = Classifier(net, *_input_scaling(net, data, {}))
+    train(classifier, data, cfg.train, cfg.augment, checkpoint_dir=run_dir / "checkpoints",
+          resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
+    return RunOutcome(run_dir, {"status": "worker", "name": cfg.name}, "")
 
 
 # ----------------------------------------------- transfer learning (models/backbone.py)

@@ -418,7 +418,15 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     channels_last: bool = Field(True, description="NHWC memory layout (faster convs on CPU)")
-    threads: PositiveInt | None = Field(None, description="CPU threads; default: all cores")
+    threads: PositiveInt | None = Field(None, description="CPU threads (per process); default: "
+                                        "all cores, shared by the processes of train.devices")
+    devices: PositiveInt = Field(1, description="processes (CPU) or GPUs per node; >1 trains with "
+                                 "DDP, batch_size staying the global batch")
+    num_nodes: PositiveInt = Field(1, description="machines; launch each with torchrun (its "
+                                   "--nnodes/--nproc-per-node override devices and num_nodes)")
+    strategy: Literal["auto", "ddp"] = Field(
+        "auto", description="Lightning strategy: auto = ddp when devices > 1 (gloo on CPU, NCCL "
+        "on GPU)")
     progress_bar: bool = True
 
     @model_validator(mode="after")
