@@ -289,8 +289,25 @@ def datasets(pattern: str = typer.Argument("*", help="glob over names")) -> None
 
 
 @app.command()
-def models(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the model builders."""
+def models(pattern: str = typer.Argument("*", help="glob over names"),
+           backbones: bool = typer.Option(False, "--backbones", help="list the timm and "
+                                          "torchvision names model.backbone accepts, and "
+                                          "whether their weights are on this machine")) -> None:
+    """List the model builders (or, with --backbones, the backbone names)."""
+    if backbones:
+        from cnnlab.models.backbones_list import list_backbones
+
+        rows = list_backbones(pattern)
+        table = Table(title="backbones", caption="weights: offline = cached here, download = "
+                      "fetched on first use, none = random init only (pretrained: false)")
+        table.add_column("backbone")
+        table.add_column("weights")
+        for row in rows:
+            table.add_row(row.name, row.weights)
+        console.print(table)
+        _say(f"{len(rows)} backbones, {sum(r.weights == 'offline' for r in rows)} with weights "
+             "offline")
+        return
     from cnnlab.models import MODELS
 
     _print_registry("model", MODELS.describe(pattern))
