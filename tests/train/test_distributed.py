@@ -145,6 +145,18 @@ def test_more_processes_than_cores_warns(tmp_path, monkeypatch):
                             layout(cfg.train.model_copy(update={"devices": 2}))) is None
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) > 2, reason="checks more processes than cores on a "
+                    "2-core machine")
+def test_three_processes_on_two_cores_warn_and_finish(tmp_path):
+    path = ddp_cfg(tmp_path, "ddp/three", devices=3, batch_size=48, threads=None)
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "run", str(path)], env=ENV,
+                          capture_output=True, text=True, timeout=300)  # never a hang
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "train.devices is 3 on a machine with 2 cores" in done.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text())["world_size"] == 3
+
+
 def test_torchrun_environment_decides_the_layout(tmp_path, monkeypatch):
     cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"}), source="t")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")

@@ -60,11 +60,20 @@ class Tracking:
             self.mlflow.finish(record)
 
 
+def _require(module: str, key: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"tracking.{key} needs the {module} package, which is not installed: "
+                          "pip install -e '.[track]' (or set it off).")
+
+
 def open_tracking(cfg: ExperimentConfig, run_dir: Path, *, say: Say) -> Tracking:
     """The tracking a config asks for (nothing is contacted yet)."""
     spec = cfg.tracking
     tracking = Tracking()
     if spec.tensorboard:
+        _require("tensorboard", "tensorboard")
         from lightning.pytorch.loggers import TensorBoardLogger
 
         # Event files go straight into <run>/tensorboard (no version_N folders): one run, one log.
@@ -72,6 +81,7 @@ def open_tracking(cfg: ExperimentConfig, run_dir: Path, *, say: Say) -> Tracking
                                                   version="", default_hp_metric=False))
     uri = resolve_uri(spec.mlflow)
     if uri is not None:
+        _require("mlflow", "mlflow")
         tracking.mlflow = MlflowTracker(uri, spec.experiment or default_experiment(cfg.name),
                                         run_dir, cfg.name, say=say)
     return tracking
