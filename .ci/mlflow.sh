@@ -8,7 +8,9 @@ setsid .venv/bin/python -m mlflow server --host 127.0.0.1 --port "$MLFLOW_CI_POR
   --artifacts-destination "$MLFLOW_CI_DIR/artifacts" >"$MLFLOW_CI_DIR/server.log" 2>&1 &
 MLFLOW_CI_PID=$!
 stop_mlflow_ci() { kill -- "-$MLFLOW_CI_PID" 2>/dev/null || true; rm -rf "$MLFLOW_CI_DIR"; }
-trap stop_mlflow_ci EXIT
+# Chain onto an EXIT trap another sourced service script (e.g. PostgreSQL) may have set.
+MLFLOW_CI_PREV_TRAP="$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")"
+trap "stop_mlflow_ci; ${MLFLOW_CI_PREV_TRAP}" EXIT
 for _ in $(seq 120); do
   if .venv/bin/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$MLFLOW_CI_PORT/health', timeout=2)" >/dev/null 2>&1; then
     export CNNLAB_TEST_MLFLOW_URI="http://127.0.0.1:$MLFLOW_CI_PORT"

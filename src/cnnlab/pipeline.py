@@ -255,6 +255,10 @@ def run_seeds(cfg: ExperimentConfig, seeds: int, *, say: Say = print,
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}.")
+    if seeds > 1 and layout(cfg.train).world_size > 1:
+        # Lightning's launcher starts its ranks once per process, not once per seed.
+        raise ConfigError("--seeds with train.devices > 1 (or torchrun) is not supported: run "
+                          "the seeds one after another with --set train.seed=N.")
     group = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     base = cfg.train.seed
     done: list[RunOutcome] = []

@@ -165,3 +165,13 @@ def test_torchrun_environment_decides_the_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     shape = layout(cfg.train)
     assert (shape.devices, shape.num_nodes, shape.strategy, shape.world_size) == (2, 2, "ddp", 4)
+
+
+def test_seeds_with_several_processes_is_refused(tmp_path):
+    from cnnlab.pipeline import run_seeds
+
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"}, train={"devices": 2}),
+                          source="t")
+    with pytest.raises(ConfigError, match="--seeds with train.devices"):
+        run_seeds(cfg, 2, say=lambda text: None)
+    assert not (tmp_path / "runs").exists()
