@@ -148,12 +148,18 @@ def test_unreachable_server_run_completes_then_sync_uploads_once(tmp_path, mlflo
     for _ in range(2):  # the second sync must not create a second MLflow run
         code, out, err = cli(["sync", str(tmp_path / "runs"), "--mlflow", mlflow_uri], capsys)
         assert code == 0, out + err
-    assert "already synced" in out
+    assert "already synced" in out and "new files" not in out
+    (run_dir / "report.html").write_text("<html>written later by cnnlab report</html>")
+    code, out, err = cli(["sync", "offline/*", "--runs-dir", str(tmp_path / "runs"),
+                          "--mlflow", mlflow_uri], capsys)
+    assert code == 0 and "already synced, 1 new files" in out
     (synced,) = runs_tagged(mlflow_uri, "offline", f"offline/run/{run_dir.name}")
     assert [m.step for m in MlflowClient(mlflow_uri).get_metric_history(
         synced.info.run_id, "loss")] == [1, 2]
     state = json.loads((run_dir / "tracking.json").read_text())["mlflow"]
     assert state == {**state, "status": "logged", "run_id": synced.info.run_id}
+    assert "report.html" in {a.path for a in MlflowClient(mlflow_uri).list_artifacts(
+        synced.info.run_id)}
 
 
 def test_server_killed_mid_run(tmp_path, mlflow_uri):

@@ -20,6 +20,8 @@ def check_tracking_uri(uri: str) -> str:
             "sqlite:///mlflow.db")
     if not uri or uri != uri.strip() or any(c.isspace() for c in uri):
         raise ValueError(f"{uri!r} is not a tracking URI (empty or holds spaces): {hint}")
+    if uri == "databricks":  # MLflow's name for the workspace of the default profile
+        return uri
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+", 1)[0].lower()
     if scheme in _NETWORK:

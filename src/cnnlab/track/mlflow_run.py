@@ -9,6 +9,11 @@ was logged live) creates no duplicate. The MLflow run id is kept in the run fold
 A server that is down or goes away never stops training: the first failed call prints one
 warning, the tracker stops calling MLflow, and ``tracking.json`` says the run is pending
 (``cnnlab sync RUN --mlflow URI`` uploads it).
+
+Why MlflowClient and not Lightning's MLFlowLogger: the logger raises from inside
+``trainer.fit`` when the server is gone (ending the run), logs at the global step rather than
+the epoch, and cannot upload a finished folder; with the client, live logging and ``sync``
+share one code path and one layout. TensorBoard does go through Lightning's logger.
 """
 
 from __future__ import annotations
@@ -135,11 +140,14 @@ def _params_and_tags(cfg: Mapping[str, Any], tags: Mapping[str, str]):
 def upload_results(client, run_id: str, run_dir: Path, record: Mapping[str, Any]) -> None:
     """Final scores, artifacts and the run's end status; then the run is marked complete."""
     _log_batch(client, run_id, metrics=final_metrics(record))
-    for pattern in ARTIFACT_GLOBS:
-        for path in sorted(Path(run_dir).glob(pattern)):
-            client.log_artifact(run_id, str(path))
+    for path in _artifact_files(run_dir):
+        client.log_artifact(run_id, str(path))
     client.set_tag(run_id, COMPLETE_TAG, "true")
     client.set_terminated(run_id, _STATUS.get(record.get("status"), "FINISHED"))
+
+
+def _artifact_files(run_dir: Path) -> list[Path]:
+    return [path for pattern in ARTIFACT_GLOBS for path in sorted(Path(run_dir).glob(pattern))]
 
 
 def _write_state(run_dir: Path, state: Mapping[str, Any]) -> None:
@@ -237,9 +245,15 @@ def sync_run(run_dir: Path, uri: str, *, experiment: str | None = None) -> tuple
     experiment_id = _experiment_id(client, experiment)
     existing = find_run(client, experiment_id, key)
     if existing is not None and existing.data.tags.get(COMPLETE_TAG) == "true":
-        _write_state(run_dir, {"uri": uri, "experiment": experiment,
-                               "run_id": existing.info.run_id, "status": "logged"})
-        return existing.info.run_id, "already synced"
+        run_id = existing.info.run_id
+        # Files written since (report.html after `cnnlab report`) join the same run.
+        present = {a.path for a in client.list_artifacts(run_id)}
+        new = [path for path in _artifact_files(run_dir) if path.name not in present]
+        for path in new:
+            client.log_artifact(run_id, str(path))
+        _write_state(run_dir, {"uri": uri, "experiment": experiment, "run_id": run_id,
+                               "status": "logged"})
+        return run_id, f"already synced, {len(new)} new files" if new else "already synced"
     if existing is not None:
         client.delete_run(existing.info.run_id)
     run_id = client.create_run(experiment_id, run_name=key, tags={RUN_TAG: key}).info.run_id
