@@ -28,5 +28,7 @@ def test_scale_bench_tiny(tmp_path):
     assert ddp["devices_1"]["world_size"] == 1 and ddp["devices_2"]["world_size"] == 2
     assert ddp["devices_2"]["train_images_per_s"] > 0
     assert figures["logging_overhead"]["mlflow_status"] == "logged"
+    # MLflow's SQLite store keeps artifacts beside the database, not in ./mlruns of the caller.
+    assert not (tmp_path / "mlruns").exists()
     text = out.read_text()
     assert text.startswith("## Measured\n") and "(tiny settings)" in text

@@ -65,12 +65,27 @@ def _experiment_id(client, experiment: str) -> str:
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
     try:
-        return client.create_experiment(experiment)
+        return client.create_experiment(experiment, artifact_location=_artifact_root(client))
     except Exception:  # created meanwhile by another process (sweep workers, DDP ranks)
         found = client.get_experiment_by_name(experiment)
         if found is None:
             raise
         return found.experiment_id
+
+
+def _artifact_root(client) -> str | None:
+    """Beside a database store, not MLflow's default ./mlruns in whatever folder cnnlab runs
+    from; servers (http) and file stores choose their own."""
+    from urllib.parse import urlsplit
+
+    uri = client.tracking_uri
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return None
+    path = urlsplit(uri).path
+    if uri.startswith("sqlite:") and path not in ("", "/", "/:memory:"):
+        return (Path(path[1:] if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
+                     else path).resolve().parent / "mlartifacts").as_uri()
+    return None
 
 
 def find_run(client, experiment_id: str, key: str):
