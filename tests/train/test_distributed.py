@@ -110,14 +110,18 @@ def test_killed_worker_ends_the_job_and_resume_continues(tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     epochs_before = len(read_history(run_dir))
     assert epochs_before < 200
-    # Continue on one process and a short budget: what matters is that the checkpoint loads.
+    # Continue with the same 2 processes for one more epoch (a short budget: what matters is
+    # that every rank loads the checkpoint and rank 0 finishes the run folder).
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    config["train"].update({"devices": 1, "epochs": epochs_before + 1})
+    config["train"].update({"epochs": epochs_before + 1})
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "cnnlab", "resume", str(run_dir)], env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(read_history(run_dir)) == epochs_before + 1
+    assert run_dirs(tmp_path) == [run_dir]  # the resumed ranks made no folder of their own
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["world_size"] == 2
 
 
 def _child_pids(pid: int) -> list[int]:
