@@ -32,12 +32,18 @@ def run(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="root of run folders"),
     seeds: int = typer.Option(1, "--seeds", min=1,
                               help="repeat with train.seed = seed, seed+1, ... (same data split)"),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="log to this MLflow tracking URI "
+                                         "(same as --set tracking.mlflow=URI)"),
 ) -> None:
     """Train, evaluate and record one experiment (N times with --seeds N)."""
     from cnnlab.config import load_config
     from cnnlab.pipeline import run_experiment, run_seeds
 
     overrides = list(set_) + ([f"runs_dir={runs_dir}"] if runs_dir else [])
+    if mlflow:
+        # Quoted so YAML keeps the URI a string (an unquoted "true" would mean the env variable).
+        overrides.append(f"tracking.mlflow={mlflow!r}" if mlflow not in ("true", "True")
+                         else "tracking.mlflow=true")
     cfg = load_config(experiment, overrides)
     if seeds == 1:
         _finish(run_experiment(cfg, say=_say))
@@ -251,6 +257,29 @@ def export(
         raise typer.Exit(1)
 
 
+@app.command()
+def sync(
+    targets: list[str] = typer.Argument(..., help="run folders, folders of runs, or experiment "
+                                        "name patterns"),
+    mlflow: str = typer.Option(..., "--mlflow", help="MLflow tracking URI to upload to"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment "
+                                             "(default: the run's tracking.experiment, or the "
+                                             "first part of its name)"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where name patterns are looked up"),
+) -> None:
+    """Upload run folders to MLflow (runs already there are left alone: syncing twice is safe)."""
+    from cnnlab.config.uri import check_tracking_uri
+    from cnnlab.track.sync import sync_targets
+
+    try:
+        check_tracking_uri(mlflow)
+    except ValueError as exc:
+        raise CnnlabError(f"--mlflow: {exc}") from None
+    failures = sync_targets(targets, runs_dir, mlflow, experiment=experiment, say=_say)
+    if failures:
+        raise typer.Exit(1)
+
+
 def _comparison(targets: list[str], runs_dir: Path, sort: Optional[str], baseline: Optional[str],
                 include_all: bool):
     from cnnlab.report.compare import compare as build
@@ -306,8 +335,25 @@ def datasets(pattern: str = typer.Argument("*", help="glob over names")) -> None
 
 
 @app.command()
-def models(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the model builders."""
+def models(pattern: str = typer.Argument("*", help="glob over names"),
+           backbones: bool = typer.Option(False, "--backbones", help="list the timm and "
+                                          "torchvision names model.backbone accepts, and "
+                                          "whether their weights are on this machine")) -> None:
+    """List the model builders (or, with --backbones, the backbone names)."""
+    if backbones:
+        from cnnlab.models.backbones_list import list_backbones
+
+        rows = list_backbones(pattern)
+        table = Table(title="backbones", caption="weights: offline = cached here, download = "
+                      "fetched on first use, none = random init only (pretrained: false)")
+        table.add_column("backbone")
+        table.add_column("weights")
+        for row in rows:
+            table.add_row(row.name, row.weights)
+        console.print(table)
+        _say(f"{len(rows)} backbones, {sum(r.weights == 'offline' for r in rows)} with weights "
+             "offline")
+        return
     from cnnlab.models import MODELS
 
     _print_registry("model", MODELS.describe(pattern))
@@ -354,6 +400,8 @@ def _finish(outcome) -> None:
     from cnnlab.report.tables import per_class_table
 
     metrics = outcome.metrics
+    if metrics["status"] == "worker":  # a rank > 0 of a multi-process run: rank 0 reports
+        return
     for split in ("val", "test"):
         if split in metrics and split == ("test" if "test" in metrics else "val"):
             console.print(per_class_table(metrics[split], title=f"{metrics['name']}: {split}"))

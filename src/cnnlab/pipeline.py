@@ -26,8 +26,10 @@ from cnnlab.store import (environment, new_run_dir, open_run, read_history, read
                           safe_output_path, save_weights, write_csv,
                           write_json, write_text, write_yaml)
 from cnnlab.store.run import check_checkpoint, read_run_json
+from cnnlab.track import open_tracking
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
+from cnnlab.train.distributed import is_worker, layout, shared_run_dir
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                   "val_seconds")
@@ -52,14 +54,26 @@ def run_experiment(cfg: ExperimentConfig, *, say: Say = print, callbacks: Sequen
     metrics.json from the start (a sweep's trial number and parameters).
     """
     check_source_keys(cfg.data)  # config mistakes fail before a run folder exists
+    # Multi-process training: rank 0 makes the folder, the other ranks only train (see
+    # train/distributed.py).
+    run_dir = shared_run_dir(lambda: _new_run(cfg))
+    if is_worker():
+        return _work_in(run_dir, cfg, resume=False)
+    return _run_in(run_dir, cfg, say=say, resume=False, callbacks=callbacks, tags=tags)
+
+
+def _new_run(cfg: ExperimentConfig) -> Path:
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
-    return _run_in(run_dir, cfg, say=say, resume=False, callbacks=callbacks, tags=tags)
+    return run_dir
 
 
 def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
     """Continue an interrupted (or failed) run from its last checkpoint, in the same folder."""
     run_dir = open_run(run_dir)
+    if is_worker():
+        cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+        return _work_in(run_dir, cfg, resume=True)
     metrics = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     status = metrics.get("status") if isinstance(metrics, dict) else None
     if status == "completed":
@@ -75,10 +89,13 @@ def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
 def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
             callbacks: Sequence = (), tags: dict | None = None) -> RunOutcome:
     env = environment()
-    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir), **env,
-              **(tags or {})}
+    record = {"status": "running", "name": cfg.name, "run_dir": str(run_dir),
+              "world_size": layout(cfg.train).world_size, **env, **(tags or {})}
     write_json(run_dir / "metrics.json", record)
+    tracking = None
     try:
+        tracking = open_tracking(cfg, run_dir, say=say)
+        tracking.start(cfg.model_dump(mode="json"), record)
         preflight_weights(cfg.model)  # transfer learning: missing pretrained weights fail first
         data = build_data(cfg.data)
         say(f"data: {cfg.data.name}, {data.num_classes} classes, input {data.in_shape}, "
@@ -99,8 +116,10 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
         history = read_history(run_dir) if resume else []
         result = train(classifier, data, cfg.train, cfg.augment,
                        checkpoint_dir=run_dir / "checkpoints",
-                       on_epoch=lambda row: write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
-                       history=history,
+                       on_epoch=lambda row: (
+                           write_csv(run_dir / "history.csv", history, HISTORY_FIELDS),
+                           tracking.on_epoch(row)),
+                       history=history, loggers=tracking.loggers,
                        resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None,
                        callbacks=callbacks)
         record.update(_train_record(result, summary))
@@ -145,6 +164,20 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
         except RunError:
             pass  # the disk that failed the run may refuse this too; the first error matters
         raise
+    finally:
+        if tracking is not None:
+            tracking.finish(record)
+
+
+def _work_in(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) -> RunOutcome:
+    """A rank > 0 of a multi-process run: the same data and model, ``trainer.fit``, no files."""
+    data = build_data(cfg.data)
+    net = build_model(cfg.model, data.in_shape, data.num_classes)
+    # DDP copies rank 0's weights to every rank; data-dependent init needs no repeat here.
+    classifier = Classifier(net, *_input_scaling(net, data, {}))
+    train(classifier, data, cfg.train, cfg.augment, checkpoint_dir=run_dir / "checkpoints",
+          resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
+    return RunOutcome(run_dir, {"status": "worker", "name": cfg.name}, "")
 
 
 # ----------------------------------------------- transfer learning (models/backbone.py)
@@ -245,6 +278,10 @@ def run_seeds(cfg: ExperimentConfig, seeds: int, *, say: Say = print,
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}.")
     check_source_keys(cfg.data)
+    if seeds > 1 and layout(cfg.train).world_size > 1:
+        # Lightning's launcher starts its ranks once per process, not once per seed.
+        raise ConfigError("--seeds with train.devices > 1 (or torchrun) is not supported: run "
+                          "the seeds one after another with --set train.seed=N.")
     group = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     base = cfg.train.seed
     done: list[RunOutcome] = []

@@ -50,6 +50,14 @@ def test_bad_sweep_files_exit_2_naming_the_problem(tmp_path, capsys, sweep, word
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
 
 
+@pytest.mark.parametrize("name", ["../../escape", "a/../../b", "/abs/name"])
+def test_sweep_names_never_lead_outside_runs_dir(tmp_path, capsys, name):
+    path = write_sweep(tmp_path, {"method": "list", "experiments": [{}]}, name=name)
+    code, err = _exit(["sweep", str(path)], capsys)
+    assert code == 2 and "Traceback" not in err and "name" in err
+    assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
+
+
 def test_unreachable_storage_exits_2_with_the_password_masked(tmp_path, capsys):
     path = write_sweep(tmp_path, {"method": "random", "trials": 1,
                                   "parameters": {"train.lr": {"uniform": [0.001, 0.01]}}})

@@ -418,7 +418,15 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "gpu", "mps"] = "auto"
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     channels_last: bool = Field(True, description="NHWC memory layout (faster convs on CPU)")
-    threads: PositiveInt | None = Field(None, description="CPU threads; default: all cores")
+    threads: PositiveInt | None = Field(None, description="CPU threads (per process); default: "
+                                        "all cores, shared by the processes of train.devices")
+    devices: PositiveInt = Field(1, description="processes (CPU) or GPUs per node; >1 trains with "
+                                 "DDP, batch_size staying the global batch")
+    num_nodes: PositiveInt = Field(1, description="machines; launch each with torchrun (its "
+                                   "--nnodes/--nproc-per-node override devices and num_nodes)")
+    strategy: Literal["auto", "ddp"] = Field(
+        "auto", description="Lightning strategy: auto = ddp when devices > 1 (gloo on CPU, NCCL "
+        "on GPU)")
     progress_bar: bool = True
 
     @model_validator(mode="after")
@@ -474,6 +482,31 @@ class TrainConfig(Strict):
         return value
 
 
+class TrackingConfig(Strict):
+    """Where a run is logged besides its run folder (MLflow, TensorBoard); everything off by default."""
+
+    mlflow: str | bool | None = Field(
+        None, description="MLflow tracking URI (http(s)://host:port, file:./mlruns, sqlite:///x.db); "
+        "true = the URI in MLFLOW_TRACKING_URI; null = off")
+    experiment: str | None = Field(None, description="MLflow experiment; default: the first part "
+                                   "of `name`")
+    tensorboard: bool = Field(False, description="TensorBoard event files in the run folder "
+                              "(<run>/tensorboard)")
+    tags: dict[str, str] = Field(default_factory=dict, description="extra MLflow tags (sweep, "
+                                 "trial, mlflow.parentRunId for a sweep's child runs)")
+
+    @field_validator("mlflow")
+    @classmethod
+    def _uri_is_well_formed(cls, value: Any) -> Any:
+        if value is False:
+            return None
+        if isinstance(value, str):
+            from cnnlab.config.uri import check_tracking_uri
+
+            check_tracking_uri(value)
+        return value
+
+
 class EvalConfig(Strict):
     batch_size: PositiveInt = Field(1024, description="no-grad batches: larger is faster")
     tta: Literal["none", "flip", "flip_shift"] = Field(
@@ -495,6 +528,7 @@ class ExperimentConfig(Strict):
     model: ModelConfig = Field(default_factory=SequentialModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runs_dir: Path = Field(Path("runs"), description="root of run folders")
 
     @field_validator("name", mode="before")

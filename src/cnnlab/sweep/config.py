@@ -195,6 +195,7 @@ def load_sweep(path: str | Path, *, trials: int | None = None, runs_dir: Path | 
         raise ConfigError(format_validation_error(exc, str(path), kind="sweep",
                                                   root=SweepConfig)) from None
     loaded = LoadedSweep(sweep, path, list(experiment_overrides))
+    loaded.folder  # a name that escapes runs_dir fails here, before anything is checked or run
     check_sweep(loaded)
     return loaded
 
@@ -209,7 +210,10 @@ class LoadedSweep:
 
     @property
     def folder(self) -> Path:
-        return Path(self.sweep.runs_dir) / self.sweep.name
+        """``<runs_dir>/<name>``, refused if the name would lead outside runs_dir."""
+        from cnnlab.store.paths import safe_run_path
+
+        return safe_run_path(self.sweep.runs_dir, self.sweep.name, what="sweep name")
 
     def step_raw(self, index: int | None) -> tuple[dict[str, Any], str]:
         """The raw experiment a trial starts from (list sweeps: step ``index``) and its label."""

@@ -28,6 +28,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.train.averaging import RampedLookahead
 from cnnlab.train.classifier import Classifier
 from cnnlab.train.cpu import configure_cpu
+from cnnlab.train.distributed import (layout, per_process_batch, threads_per_process,
+                                      warn_oversubscription)
 from cnnlab.train.finetune import finetune_callbacks
 from cnnlab.train.losses import build_loss, class_weight_vector
 from cnnlab.train.module import LitClassifier, resolve_mode
@@ -118,10 +120,15 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
           augment: Sequence[AugmentSpec], *, checkpoint_dir: Path,
           on_epoch: Callable[[EpochRow], None] = lambda row: None,
           history: list[EpochRow] | None = None,
-          resume_from: Path | None = None,
+          resume_from: Path | None = None, loggers: Sequence = (),
           callbacks: Sequence[L.Callback] = ()) -> TrainResult:
+    """``loggers``: Lightning loggers (TensorBoard, ...) the Trainer reports to; none by default.
+    ``callbacks``: extra Lightning callbacks (a sweep's pruner, a :class:`RunStopper`)."""
     _check_monitors(cfg, has_val=data.val is not None)
-    configure_cpu(cfg.threads)
+    shape = layout(cfg)
+    batch_size = per_process_batch(cfg, shape)
+    warn_oversubscription(cfg, shape)
+    configure_cpu(threads_per_process(cfg, shape))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     lit = make_lit_module(classifier, data, cfg, augment)
@@ -152,14 +159,15 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
                                        check_finite=False))
     callbacks.extend(extra)
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.device, devices=1,
+        max_epochs=cfg.epochs, accelerator=cfg.device, devices=shape.devices,
+        num_nodes=shape.num_nodes, strategy=shape.strategy,
         precision="32-true" if cfg.precision == "32" else cfg.precision,
         check_val_every_n_epoch=cfg.validation_freq,
-        callbacks=callbacks, logger=False, enable_model_summary=False,
+        callbacks=callbacks, logger=list(loggers) or False, enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(checkpoint_dir), deterministic=False)
 
-    train_loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    train_loader = make_loader(data.train, batch_size, shuffle=True, seed=cfg.seed)
     val_loader = make_loader(data.val, max(cfg.batch_size, 512), shuffle=False) if data.val else None
     started = time.perf_counter()
     status = "completed"
@@ -173,6 +181,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     finally:
         # Lightning ignores further Ctrl+C while it shuts down; give the user theirs back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if shape.devices > 1:
+            configure_cpu(cfg.threads)  # rank 0 evaluates alone afterwards: all cores again
     seconds = time.perf_counter() - started
     if trainer.interrupted:
         status = "interrupted"

@@ -86,8 +86,8 @@ class LitClassifier(L.LightningModule):
             self.trainer.should_stop = True
             return None
         accuracy = (logits.argmax(dim=1) == y).float().mean()
-        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("accuracy", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("accuracy", accuracy, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -96,8 +96,9 @@ class LitClassifier(L.LightningModule):
         # As Keras computes val_loss: the compiled loss plus regularisation, but no class weights.
         loss = self.val_loss_fn(logits, y) + l2_penalty(self.model.net)
         accuracy = (logits.argmax(dim=1) == y).float().mean()
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True)
-        self.log("val_accuracy", accuracy, on_epoch=True, prog_bar=True)
+        # sync_dist: under DDP each rank sees a shard; the epoch's value is over all of them.
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("val_accuracy", accuracy, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         apply_weight_decay(optimizer, self.cfg.weight_decay, self.cfg.weight_decay_mode)
