@@ -67,12 +67,15 @@ def sweep(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="root of run folders"),
     resume: bool = typer.Option(False, "--resume", help="continue a stopped sweep, or join one "
                                 "from another machine (with the same --storage)"),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="log the sweep to this MLflow "
+                                         "URI: one parent run, each trial a child run"),
 ) -> None:
     """Run a series (list), a grid or a search (random, Optuna TPE) of experiments."""
     from cnnlab.sweep import load_sweep, run_sweep
 
     loaded = load_sweep(sweep_file, trials=trials, runs_dir=runs_dir,
-                        experiment_overrides=list(set_))
+                        experiment_overrides=list(set_) + (
+                            [f"tracking.mlflow={mlflow!r}"] if mlflow else []))
     s = loaded.sweep
     _say(f"sweep {s.name}: {s.method}, {s.planned_trials} trials, {s.metric} "
          f"({s.resolved_direction}), pruner {s.pruner.name}, folder {loaded.folder}")

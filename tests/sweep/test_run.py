@@ -188,3 +188,22 @@ def test_metric_value_reads_aliases_history_and_dotted_paths():
     assert metric_value(metrics, history, "accuracy") == 0.7
     assert metric_value(metrics, history, "train_seconds") == 12.5
     assert metric_value(metrics, history, "test.accuracy") is None
+
+
+def test_a_sweep_logged_to_mlflow_is_one_parent_run_with_a_child_per_trial(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_sweep(tmp_path, {"method": "list", "experiments": [{}, {"train.lr": 0.004}]})
+    code, out = _cli(["sweep", str(path), "--mlflow", uri], capsys)
+    assert code == 0, out
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sw")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("cnnlab.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.tags["trial"] for r in children) == ["0", "1"]

@@ -207,6 +207,8 @@ class LoadedSweep:
         self.sweep = sweep
         self.path = path
         self.overrides = overrides
+        #: The sweep's MLflow parent run, when tracking is on: trials log as its children.
+        self.parent_run_id: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -246,6 +248,11 @@ class LoadedSweep:
             label = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
         raw["name"] = f"{self.sweep.name}/trial-{number:03d}"
         raw["runs_dir"] = str(self.sweep.runs_dir)
+        if self.parent_run_id is not None:
+            tracking = raw.setdefault("tracking", {}) or {}
+            raw["tracking"] = {**tracking, "tags": {
+                **(tracking.get("tags") or {}), "mlflow.parentRunId": self.parent_run_id,
+                "sweep": self.sweep.name, "trial": str(number)}}
         return validate_config(raw, source=f"{self.path} (trial {number}: {label})"), label
 
     def _base_raw(self) -> dict[str, Any]:

@@ -9,12 +9,13 @@ sweep's report page.
 from __future__ import annotations
 
 import multiprocessing
+from contextlib import contextmanager
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 
@@ -78,7 +79,8 @@ def run_sweep(loaded: LoadedSweep, *, workers: int = 1, storage: str | None = No
 
     status = "interrupted"
     try:
-        failures = _run_workers(loaded, url, workers, threads, say)
+        with _mlflow_parent(loaded, say):
+            failures = _run_workers(loaded, url, workers, threads, say)
         counts = progress(study)
         status = "completed" if counts["done"] >= sweep.planned_trials and not (
             counts["waiting"] or counts["running"]) else "incomplete"
@@ -120,6 +122,39 @@ def _check_same_sweep(loaded: LoadedSweep) -> None:
             raise ConfigError(f"--resume: the sweep file's `{key}` differs from the one this sweep "
                               f"started with ({path}); resume with the same file, or start a new "
                               "sweep under another name.")
+
+
+@contextmanager
+def _mlflow_parent(loaded: LoadedSweep, say: Say) -> Iterator[None]:
+    """With MLflow tracking on (``--mlflow`` or the base's ``tracking.mlflow``), one parent run
+    for the sweep; every trial logs as its child. A server that cannot be reached leaves the
+    trials to log on their own (each warns once; ``cnnlab sync`` uploads them later)."""
+    from cnnlab.track.mlflow_run import default_experiment
+    from cnnlab.track.session import resolve_uri
+
+    cfg = loaded.trial_config(0, {}, 0 if loaded.sweep.method == "list" else None)[0]
+    uri = resolve_uri(cfg.tracking.mlflow)
+    if uri is None:
+        yield
+        return
+    from cnnlab.track import parent_run
+
+    experiment = cfg.tracking.experiment or default_experiment(loaded.sweep.name)
+    try:
+        context = parent_run(uri, experiment, loaded.sweep.name,
+                             tags={"sweep": loaded.sweep.name, "method": loaded.sweep.method})
+        loaded.parent_run_id = context.__enter__()
+    except Exception as exc:  # server down: the sweep goes on without a parent run
+        say(f"warning: MLflow at {mask_url(uri)} is not reachable ({type(exc).__name__}); the "
+            "trials are not nested under a sweep run")
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        context.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    context.__exit__(None, None, None)
 
 
 def _run_workers(loaded: LoadedSweep, url: str, workers: int, threads: int | None,
