@@ -80,8 +80,21 @@ class DataConfig(Strict):
     normalization: Literal["none", "rescale", "standardize"] = Field(
         "rescale", description="none: raw 0-255; rescale: x/255; standardize: per-channel "
         "mean/std of the training split")
-    cache: bool = Field(True, description="keep decoded images on disk for the next run")
+    cache: Literal["memory", "disk", "none"] = Field(
+        "memory", description="memory: decoded images held in RAM (fastest); disk: decoded once "
+        "to a uint8 memory-mapped file, read by page; none: streamed and decoded each epoch")
+    decode_cache: bool = Field(True, description="memory: keep the decoded images on disk too, so "
+                               "the next run of the same data starts in seconds")
     cache_dir: Path | None = Field(None, description="default: $CNNLAB_CACHE or ~/.cache/cnnlab")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_boolean_cache(cls, data: Any) -> Any:
+        # Before the three modes, `cache: true|false` switched the decoded-image file cache on or
+        # off; older experiment files keep working with the same meaning.
+        if isinstance(data, dict) and isinstance(data.get("cache"), bool):
+            data = {**data, "decode_cache": data["cache"], "cache": "memory"}
+        return data
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> "DataConfig":

@@ -15,6 +15,10 @@ from cnnlab.errors import DataError
 
 def build_data(cfg: DataConfig) -> DataBundle:
     check_source_keys(cfg)
+    if cfg.cache != "memory":
+        from cnnlab.errors import ConfigError
+        raise ConfigError(f"`data.cache: {cfg.cache}` is not available in this version; use "
+                          "`data.cache: memory`.")
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)

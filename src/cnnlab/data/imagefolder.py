@@ -111,12 +111,12 @@ def _decode_cached(files: list[Path], cfg: DataConfig, channels: int) -> torch.T
     stats = [(str(f), *_stat(f)) for f in files]
     key = cache_key({"files": stats, "size": size, "channels": channels, "v": 1})
     path = default_cache_dir(cfg.cache_dir) / "images" / f"{key}.safetensors"
-    if cfg.cache:
+    if cfg.decode_cache:
         cached = load_tensors(path)
         if cached is not None:
             return cached["images"]
     images = decode_all(files, size, channels)
-    if cfg.cache:
+    if cfg.decode_cache:
         save_tensors(path, {"images": images}, {"count": str(len(files))})
     return images
 

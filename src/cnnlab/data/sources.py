@@ -35,7 +35,7 @@ COMMON_KEYS = frozenset({"name", "classes", "max_per_class", "val_split", "test_
                          "split_seed", "image_size", "channels", "normalization"})
 # Accepted by every source though not every source reads them: they choose how data is fetched
 # or cached, never which images are trained on (tests and shared configs set cache: false).
-HARMLESS_KEYS = frozenset({"download", "cache", "cache_dir"})
+HARMLESS_KEYS = frozenset({"download", "cache", "decode_cache", "cache_dir"})
 # The keys each source reads beyond COMMON_KEYS; a key set to anything but its default for a
 # source that ignores it is refused, so a typo never silently trains on other data.
 SOURCE_KEYS: dict[str, frozenset[str]] = {}
@@ -92,7 +92,7 @@ def load_imagefolder_source(cfg: DataConfig) -> SourceData:
     return SourceData(classes, parts)
 
 
-uses_keys("imagefolder", "root", "cache", "cache_dir")
+uses_keys("imagefolder", "root", "cache", "decode_cache", "cache_dir")
 
 
 @DATASETS.register("npz", "a .npz file with arrays x (N,H,W[,C]), y (N,), optional classes, x_test, y_test")
