@@ -105,8 +105,13 @@ def main() -> None:
     parser.add_argument("--mlflow", help="tracking URI for the overhead run (default: SQLite "
                         "in a temporary folder)")
     parser.add_argument("--tiny", action="store_true", help="digits, 20 per class, 1 epoch")
+    parser.add_argument("--parts", default="ddp,overhead",
+                        help="comma-separated: ddp (1 vs 2 processes), overhead (tracking cost)")
     parser.add_argument("--out", type=Path, default=DOC, help="markdown file to append to")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"ddp", "overhead"}:
+        sys.exit(f"--parts takes ddp and/or overhead, not {args.parts!r}")
     if args.tiny:
         args.per_class, args.overhead_epochs = 20, 1
     elif not args.data.is_dir():
@@ -117,9 +122,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         figures = {"measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                   "machine": cpu_description(), "tiny": args.tiny,
-                   "ddp_step7_1_epoch": ddp_figures(args, tmp),
-                   "logging_overhead": overhead_figures(args, tmp)}
+                   "machine": cpu_description(), "tiny": args.tiny}
+        if "ddp" in parts:
+            figures["ddp_step7_1_epoch"] = ddp_figures(args, tmp)
+        if "overhead" in parts:
+            figures["logging_overhead"] = overhead_figures(args, tmp)
     line = json.dumps(figures)
     print(line)
     with args.out.open("a") as doc:
