@@ -49,6 +49,19 @@ def shared_cifar() -> Path:
     return SHARED_CIFAR
 
 
+def cli(argv, capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from cnnlab.cli import main
+
+    try:
+        main([str(arg) for arg in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def tiny_experiment(tmp_path: Path, data: dict, **sections) -> dict:
     """A config dict that trains for one short epoch on CPU without a progress bar."""
     cfg = {

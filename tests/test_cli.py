@@ -8,22 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.cli import main
-from conftest import make_image_folder, tiny_experiment
+from conftest import cli, make_image_folder, tiny_experiment
 
 RUN_FILES = ["config.yaml", "summary.txt", "history.csv", "metrics.json", "per_class.csv",
              "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "model.safetensors"]
 
 
-def cli(argv, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_cfg(tmp_path: Path, cfg: dict) -> Path:

@@ -9,18 +9,9 @@ import json
 import pytest
 import yaml
 
-from cnnlab.cli import main
-from conftest import tiny_experiment
+from conftest import cli, tiny_experiment
 
 
-def cli(argv, capsys):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def run_seeds(tmp_path, cfg, seeds, capsys):

@@ -9,26 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.cli import main
 from cnnlab.config import validate_config
 from cnnlab.errors import ConfigError
 from cnnlab.pipeline import run_experiment
 from cnnlab.track.mlflow_run import RUN_TAG, child_tags, parent_run
-from conftest import tiny_experiment
+from conftest import cli, tiny_experiment
 from mlflow_server import free_port, mlflow_uri, start_server, stop_server  # noqa: F401
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 
-def cli(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def digits_cfg(tmp_path: Path, name: str, epochs: int = 2, **tracking) -> dict:
