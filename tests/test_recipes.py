@@ -20,6 +20,9 @@ from cnnlab.recipes import PACKAGE_RECIPES, Recipe, list_recipes
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [r for r in list_recipes(REPO / "recipes") if r.kind == "experiment"]
+# Recipes on a CSV of labels (report 001's Kaggle flow) keep their csv keys and predict a test
+# folder; tests/test_kaggle_recipe.py runs them on a tiny Kaggle layout instead of an .npz.
+NPZ_SMOKE = [r for r in RECIPES if "name: csv" not in r.path.read_text(encoding="utf-8")]
 SWEEPS = [r for r in list_recipes(REPO / "recipes") if r.kind == "sweep"]
 
 # Every experiment the issue "Every experiment in the reference reports as a recipe" names.
@@ -183,7 +186,7 @@ def tiny_npz(path: Path, classes: list[str], channels: int, size: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
+@pytest.mark.parametrize("recipe", NPZ_SMOKE, ids=lambda r: r.name)
 def test_recipe_trains_one_epoch_on_tiny_data_of_its_shape(recipe: Recipe, tmp_path):
     cfg = load_config(recipe.path)
     data = cfg.data

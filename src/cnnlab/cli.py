@@ -416,7 +416,13 @@ def _finish(outcome) -> None:
         parts.append(f"{metrics['epochs_run']} epochs (best {metrics.get('best_epoch')})")
     if metrics.get("train_seconds") is not None:
         parts.append(f"{metrics['train_seconds']:.1f} s training")
+    if metrics.get("skipped_images"):
+        parts.append(f"{metrics['skipped_images']} unreadable image(s) skipped (data.json)")
     console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
+    if metrics.get("submission"):
+        sub = metrics["submission"]
+        _say(f"submission: {outcome.run_dir / sub['file']} ({sub['rows']} rows, "
+             f"{sub['images_per_s']:,.0f} img/s)")
     if metrics.get("resume"):
         console.print(f"resume with: {metrics['resume']}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"results: {outcome.run_dir}", markup=False, highlight=False, soft_wrap=True)

@@ -26,6 +26,7 @@ from cnnlab.store import (environment, new_run_dir, open_run, read_history, read
                           safe_output_path, save_weights, write_csv,
                           write_json, write_text, write_yaml)
 from cnnlab.store.run import check_checkpoint, read_run_json
+from cnnlab.submission import PredictOutcome, predict_to_csv
 from cnnlab.track import open_tracking
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
@@ -97,9 +98,17 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
         tracking = open_tracking(cfg, run_dir, say=say)
         tracking.start(cfg.model_dump(mode="json"), record)
         preflight_weights(cfg.model)  # transfer learning: missing pretrained weights fail first
+        if cfg.predict is not None:  # a missing test folder fails before training, not after
+            from cnnlab.evaluate.inputs import resolve_inputs
+
+            resolve_inputs(cfg.predict.source, id_column=cfg.predict.input_id_column,
+                           path_column=cfg.predict.input_path_column)
         data = build_data(cfg.data)
         say(f"data: {cfg.data.name}, {data.num_classes} classes, input {data.in_shape}, "
             + ", ".join(f"{k} {len(v)}" for k, v in data.splits().items()))
+        if "skipped_images" in data.info:
+            record["skipped_images"] = data.info["skipped_images"]["count"]
+            _say_skipped(data.info["skipped_images"], say)
         write_json(run_dir / "data.json", data.describe())
 
         net = build_model(cfg.model, data.in_shape, data.num_classes)
@@ -149,6 +158,8 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
         primary = results.get("test") or results.get("val")
         record["predict_images_per_s"] = primary.images_per_s if primary else None
         _write_result_files(run_dir, cfg, data, results, result.history)
+        if cfg.predict is not None:
+            record["submission"] = _predict_stage(classifier, data, cfg, run_dir, say)
         record["status"] = result.status
         write_json(run_dir / "metrics.json", record)
         return RunOutcome(run_dir, record, summary_text)
@@ -226,6 +237,30 @@ def _evaluate_splits(classifier: Classifier, data: DataBundle, cfg: ExperimentCo
                            batch_size=cfg.eval.batch_size, channels_last=cfg.train.channels_last,
                            tta=cfg.eval.tta)
             for name in cfg.eval.splits if name in splits}
+
+
+def _say_skipped(skipped: dict, say: Say, shown: int = 5) -> None:
+    if skipped["count"]:
+        names = ", ".join(entry["file"] for entry in skipped["files"][:shown])
+        more = f" and {skipped['count'] - shown} more" if skipped["count"] > shown else ""
+        say(f"skipped {skipped['count']} unreadable image(s) (data.on_bad_image: skip; listed "
+            f"in data.json): {names}{more}")
+
+
+def _predict_stage(classifier: Classifier, data: DataBundle, cfg: ExperimentConfig,
+                   run_dir: Path, say: Say) -> dict:
+    """The ``predict:`` section: label its images into the run folder (a Kaggle submission)."""
+    spec = cfg.predict
+    outcome = predict_to_csv(classifier, data.classes, data.in_shape, spec.source,
+                             run_dir / spec.output, batch_size=cfg.eval.batch_size,
+                             probabilities=spec.probabilities, tta=spec.tta,
+                             id_column=spec.id_column, label_column=spec.label_column,
+                             input_id_column=spec.input_id_column,
+                             input_path_column=spec.input_path_column)
+    say(f"predicted {outcome.count} images of {spec.source} into {outcome.out} in "
+        f"{outcome.seconds:.2f} s ({outcome.images_per_s:,.0f} img/s, decoding "
+        f"{outcome.decode_seconds:.2f} s)")
+    return outcome.record()
 
 
 def _write_result_files(run_dir: Path, cfg: ExperimentConfig, data: DataBundle,
@@ -380,45 +415,20 @@ def evaluate_run(run_dir: Path, *, data_name: str = "imagefolder", data_root: Pa
     return EvaluationOutcome(eval_dir, record)
 
 
-@dataclass
-class PredictOutcome:
-    out: Path
-    count: int
-    label_counts: dict[str, int]
-    columns: list[str]
-
-
 def predict_run(run_dir: Path, source: Path, out: Path, *, probabilities: bool = False,
                 tta: bool = False, id_column: str = "id", path_column: str | None = None,
                 chunk: int = 2048) -> PredictOutcome:
     """Write ``id,label`` (Kaggle style; with ``probabilities`` one column per class) for an
-    image folder, one image or a CSV of ids and image paths. Images are decoded ``chunk`` at a
-    time so a large folder never sits in memory whole."""
-    from cnnlab.evaluate.inputs import decode_inputs, resolve_inputs
-    from cnnlab.evaluate.predict import predict_with_tta
+    image folder, one image or a CSV of ids and image paths, from a saved run's weights."""
     from cnnlab.store.artifact import load_run
 
-    out = safe_output_path(out)  # before any decoding: a refused --out costs nothing
+    out = safe_output_path(out)  # before loading anything: a refused --out costs nothing
     saved = load_run(run_dir)
     configure_cpu(saved.cfg.train.threads)
-    inputs = resolve_inputs(source, id_column=id_column, path_column=path_column)
-    # A class literally named "id" or "label" would collide with those columns.
-    prefix = "p_" if {"id", "label"} & set(saved.classes) else ""
-    prob_columns = [f"{prefix}{name}" for name in saved.classes] if probabilities else []
-    rows: list[dict] = []
-    for start in range(0, len(inputs.paths), chunk):
-        images = decode_inputs(inputs.paths[start:start + chunk], saved.in_shape)
-        probs = predict_with_tta(saved.classifier, images, tta=tta,
-                                 batch_size=saved.cfg.eval.batch_size)
-        for offset, (best, p) in enumerate(zip(probs.argmax(dim=1).tolist(), probs.tolist())):
-            row = {"id": inputs.ids[start + offset], "label": saved.classes[best]}
-            row.update({col: round(v, 6) for col, v in zip(prob_columns, p)})
-            rows.append(row)
-    write_csv(out, rows, ["id", "label", *prob_columns])
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["label"]] = counts.get(row["label"], 0) + 1
-    return PredictOutcome(out, len(rows), counts, ["id", "label", *prob_columns])
+    return predict_to_csv(saved.classifier, saved.classes, saved.in_shape, source, out,
+                          batch_size=saved.cfg.eval.batch_size, probabilities=probabilities,
+                          tta=tta, input_id_column=id_column, input_path_column=path_column,
+                          chunk=chunk)
 
 
 __all__ = ["EvaluationOutcome", "PredictOutcome", "RunOutcome", "SeedsOutcome", "evaluate_run",

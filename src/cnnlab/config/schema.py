@@ -86,6 +86,21 @@ class DataConfig(Strict):
     decode_cache: bool = Field(True, description="memory: keep the decoded images on disk too, so "
                                "the next run of the same data starts in seconds")
     cache_dir: Path | None = Field(None, description="default: $CNNLAB_CACHE or ~/.cache/cnnlab")
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error", description="an unreadable image (zero bytes, corrupt, truncated): error stops "
+        "with its name; skip leaves it out and lists it in data.json and the run summary")
+    image_dir: Path | None = Field(None, description="csv: the folder the CSV's paths or ids are "
+                                   "relative to (default: the CSV's folder)")
+    path_column: str | Annotated[int, Field(ge=0)] | None = Field(
+        None, description="csv: the column of image paths or ids, by header name or 0-based "
+        "position (default: the first)")
+    label_column: str | Annotated[int, Field(ge=0)] | None = Field(
+        None, description="csv: the column of labels, by header name or 0-based position "
+        "(default: the second)")
+    csv_header: bool = Field(True, description="csv: the first line names the columns")
+    image_suffix: str | None = Field(
+        None, description="csv: appended to ids that name no file as written (e.g. .png); "
+        "default: try .jpg, .jpeg, .png, .bmp, .webp")
 
     @model_validator(mode="before")
     @classmethod
@@ -528,6 +543,37 @@ class EvalConfig(Strict):
     splits: list[Literal["val", "test"]] = Field(default_factory=lambda: ["val", "test"])
 
 
+class PredictConfig(Strict):
+    """After training, label unlabelled images (a Kaggle test folder) into a CSV in the run folder."""
+
+    source: Path = Field(description="what to label: an image folder (ids are file paths "
+                         "without extensions), one image, or a CSV of ids and image paths")
+    output: str = Field("submission.csv", description="file name of the predictions, written "
+                        "inside the run folder")
+    id_column: str = Field("id", description="header of the output's id column")
+    label_column: str = Field("label", description="header of the output's label column")
+    probabilities: bool = Field(False, description="add one probability column per class")
+    tta: bool = Field(False, description="average with the horizontally mirrored image")
+    input_id_column: str = Field("id", description="CSV source: its id column")
+    input_path_column: str | None = Field(None, description="CSV source: its image path column "
+                                          "(default: path, image, file, ...)")
+
+    @field_validator("output")
+    @classmethod
+    def _output_is_a_plain_name(cls, value: str) -> str:
+        # Predictions land in the run folder, nowhere else: a bare file name, no folders.
+        if not value or "/" in value or "\\" in value or value in (".", "..") or "\x00" in value:
+            raise ValueError("must be a plain file name (e.g. submission.csv): predictions are "
+                             "written inside the run folder")
+        return value
+
+    @model_validator(mode="after")
+    def _headers_differ(self) -> "PredictConfig":
+        if self.id_column == self.label_column:
+            raise ValueError("id_column and label_column must differ")
+        return self
+
+
 # ----------------------------------------------------------------------------- experiment
 
 class ExperimentConfig(Strict):
@@ -542,6 +588,8 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    predict: PredictConfig | None = Field(None, description="after training, label unlabelled "
+                                          "images into the run folder (a Kaggle submission)")
     runs_dir: Path = Field(Path("runs"), description="root of run folders")
 
     @field_validator("name", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -15,42 +16,76 @@ from cnnlab.errors import DataError
 
 def build_data(cfg: DataConfig) -> DataBundle:
     check_source_keys(cfg)
+    if cfg.cache == "disk":
+        from cnnlab.data.disk import build_from_disk
+
+        return build_from_disk(cfg)
     if cfg.cache != "memory":
         from cnnlab.errors import ConfigError
         raise ConfigError(f"`data.cache: {cfg.cache}` is not available in this version; use "
-                          "`data.cache: memory`.")
+                          "`data.cache: memory` or `disk`.")
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)
              for name, (images, labels) in source.parts.items()}
     parts = {name: conform(images, labels, cfg) for name, (images, labels) in parts.items()}
-    _check_classes(source.classes, parts["train"][1], cfg)
+    check_classes(source.classes, parts["train"][1], cfg)
 
-    train_images, train_labels = parts["train"]
-    info = {"dataset": cfg.name, "root": str(cfg.root) if cfg.root else None}
-    if "test" in parts:
-        test = Split(*parts["test"])
+    plan, split_info = plan_splits({name: labels.numpy() for name, (_, labels) in parts.items()},
+                                   cfg)
+    splits = {split: Split(*_take(parts[part], idx)) for split, (part, idx) in plan.items()}
+    info = {"dataset": cfg.name, "root": str(cfg.root) if cfg.root else None, **split_info}
+    if cfg.on_bad_image == "skip":
+        info["skipped_images"] = source.skipped
+    train = splits["train"]
+    mean, std = pixel_stats(train.images, cfg.normalization)
+    return DataBundle(source.classes, train, splits.get("val"), splits.get("test"),
+                      cfg.normalization, mean, std, info)
+
+
+def plan_splits(labels: dict[str, np.ndarray], cfg: DataConfig
+                ) -> tuple[dict[str, tuple[str, np.ndarray]], dict]:
+    """Which images of which source part make each split: ``{split: (part, indices)}``.
+
+    Works on labels alone, so the disk cache can decide the splits before decoding anything.
+    A source's own ``val``/``test`` part is used whole; otherwise that split is a stratified
+    hold-out of the source's training images.
+    """
+    info = {}
+    plan: dict[str, tuple[str, np.ndarray]] = {}
+    train_idx = np.arange(len(labels["train"]))
+    if "test" in labels:
+        plan["test"] = ("test", np.arange(len(labels["test"])))
         info["test_from"] = "source"
     else:
-        kept, held = stratified_split(train_labels.numpy(), cfg.test_split, cfg.split_seed, "test")
-        test = Split(train_images[held], train_labels[held]) if len(held) else None
-        train_images, train_labels = train_images[kept], train_labels[kept]
+        kept, held = stratified_split(labels["train"], cfg.test_split, cfg.split_seed, "test")
+        if len(held):
+            plan["test"] = ("train", held)
+        train_idx = kept
         info["test_from"] = f"stratified {cfg.test_split:g} of the source's training images"
-    if "val" in parts:
-        val = Split(*parts["val"])
+    if "val" in labels:
+        plan["val"] = ("val", np.arange(len(labels["val"])))
         info["val_from"] = "source"
     else:
         # The validation fraction is of the source's training images, as Keras's
         # validation_split is; after a test hold-out it is rescaled to keep that meaning.
-        fraction = cfg.val_split / (1.0 - (cfg.test_split if "test" not in parts else 0.0))
-        kept, held = stratified_split(train_labels.numpy(), min(fraction, 0.9), cfg.split_seed + 1,
-                                      "validation")
-        val = Split(train_images[held], train_labels[held]) if len(held) else None
-        train_images, train_labels = train_images[kept], train_labels[kept]
+        fraction = cfg.val_split / (1.0 - (cfg.test_split if "test" not in labels else 0.0))
+        kept, held = stratified_split(labels["train"][train_idx], min(fraction, 0.9),
+                                      cfg.split_seed + 1, "validation")
+        if len(held):
+            plan["val"] = ("train", train_idx[held])
+        train_idx = train_idx[kept]
         info["val_from"] = f"stratified {cfg.val_split:g} of the source's training images"
-    train = Split(train_images, train_labels)
-    mean, std = pixel_stats(train.images, cfg.normalization)
-    return DataBundle(source.classes, train, val, test, cfg.normalization, mean, std, info)
+    plan["train"] = ("train", train_idx)
+    return plan, info
+
+
+def _take(part: tuple[torch.Tensor, torch.Tensor], idx: np.ndarray):
+    images, labels = part
+    if len(idx) == len(labels) and np.array_equal(idx, np.arange(len(labels))):
+        return images, labels  # the whole part, in order: no copy
+    index = torch.as_tensor(idx)
+    return images[index], labels[index]
 
 
 def select_classes(source: SourceData, wanted: list[str] | None) -> SourceData:
@@ -95,7 +130,7 @@ def conform(images: torch.Tensor, labels: torch.Tensor, cfg: DataConfig):
     return images.contiguous(), labels
 
 
-def _check_classes(classes: list[str], labels: torch.Tensor, cfg: DataConfig) -> None:
+def check_classes(classes: list[str], labels: torch.Tensor, cfg: DataConfig) -> None:
     present = torch.unique(labels).tolist()
     if len(classes) < 2 or len(present) < 2:
         raise DataError(
@@ -114,10 +149,12 @@ def pixel_stats(images: torch.Tensor, normalization: str) -> tuple[tuple[float, 
         return (0.0,) * channels, (1.0,) * channels
     if normalization == "rescale":
         return (0.0,) * channels, (255.0,) * channels
-    # Chunked so a 50,000-image split does not need a float copy of itself in memory.
+    # Chunked so a large split (or a memory-mapped one, read page by page) never needs a float
+    # copy of itself in memory: about 32 MB of float64 per chunk whatever the image size.
     total = torch.zeros(channels, dtype=torch.float64)
     total_sq = torch.zeros(channels, dtype=torch.float64)
-    for chunk in images.split(4096):
+    per_image = max(1, channels * images.shape[2] * images.shape[3])
+    for chunk in images.split(max(1, min(4096, 2**22 // per_image))):
         x = chunk.to(torch.float64)
         total += x.sum(dim=(0, 2, 3))
         total_sq += (x * x).sum(dim=(0, 2, 3))

@@ -1,15 +1,13 @@
 """Image folders: ``root/<class>/*`` or ``root/{train,val,test}/<class>/*``, decoded once.
 
 Decoding 50,000 JPEGs takes tens of seconds, so the decoded uint8 tensors are cached on disk
-(:mod:`cnnlab.data.cache`). Every image of a run is resized to ``image_size`` at decode time;
+(:mod:`cnnlab.data.files`, :mod:`cnnlab.data.disk`). Every image of a run is resized to ``image_size`` at decode time;
 without ``image_size`` all images must share one size.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.io import ImageReadMode, decode_image
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data.cache import cache_key, default_cache_dir, load_tensors, save_tensors
+from cnnlab.data.files import FileListing, lists_files
 from cnnlab.data.memory import check_fits
 from cnnlab.data.select import select_per_class
 from cnnlab.errors import DataError
@@ -32,11 +30,12 @@ _NATIVE = (".jpg", ".jpeg", ".png", ".webp")
 warnings.filterwarnings("ignore", message="Image size .* exceeds limit", module="PIL")
 
 
-def load(cfg: DataConfig) -> tuple[list[str], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+@lists_files("imagefolder")
+def list_files(cfg: DataConfig) -> FileListing:
+    """The files and labels of each part (``train``, and ``val``/``test`` where present)."""
     root = _check_root(cfg.root)
     listing = list_images(root)
     classes = _select_classes(listing, cfg.classes, root)
-    channels = cfg.channels or 3
     parts = {}
     for split, by_class in listing.items():
         files, labels = [], []
@@ -45,11 +44,8 @@ def load(cfg: DataConfig) -> tuple[list[str], dict[str, tuple[torch.Tensor, torc
             files.extend(paths)
             labels.extend([label] * len(paths))
         keep = select_per_class(np.asarray(labels), cfg.max_per_class, cfg.split_seed)
-        files = [files[i] for i in keep]
-        labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64)[keep])
-        images = _decode_cached(files, cfg, channels)
-        parts[split] = (images, labels_t)
-    return classes, parts
+        parts[split] = ([files[i] for i in keep], np.asarray(labels, dtype=np.int64)[keep])
+    return FileListing(classes, parts)
 
 
 def _check_root(root: Path | None) -> Path:
@@ -106,47 +102,15 @@ def _select_classes(listing: dict[str, dict[str, list[Path]]], wanted: list[str]
     return list(wanted)
 
 
-def _decode_cached(files: list[Path], cfg: DataConfig, channels: int) -> torch.Tensor:
-    size = _size_tuple(cfg.image_size)
-    stats = [(str(f), *_stat(f)) for f in files]
-    key = cache_key({"files": stats, "size": size, "channels": channels, "v": 1})
-    path = default_cache_dir(cfg.cache_dir) / "images" / f"{key}.safetensors"
-    if cfg.decode_cache:
-        cached = load_tensors(path)
-        if cached is not None:
-            return cached["images"]
-    images = decode_all(files, size, channels)
-    if cfg.decode_cache:
-        save_tensors(path, {"images": images}, {"count": str(len(files))})
-    return images
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _size_tuple(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def decode_all(files: list[Path], size: tuple[int, int] | None, channels: int) -> torch.Tensor:
-    """Decode (and resize) every file into one (N, C, H, W) uint8 tensor."""
+    """Decode (and resize) every file into one (N, C, H, W) uint8 tensor; a bad file is an error."""
+    from cnnlab.data.decode import decode_chunks
+
     if not files:
         return torch.zeros((0, channels, *(size or (1, 1))), dtype=torch.uint8)
     if size is not None:
         check_fits(len(files), channels, size, f"image size {size[0]} x {size[1]}")
-    # Decoding releases the GIL inside torchvision and PIL, so threads use every core.
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda f: decode_one(f, size, channels), files, chunksize=64))
-    shapes = {tuple(t.shape) for t in decoded}
-    if len(shapes) > 1:
-        examples = ", ".join(f"{tuple(t.shape[1:])}" for t in decoded[:3])
-        raise DataError(f"The images have different sizes ({len(shapes)} sizes, e.g. {examples}); "
-                        "set data.image_size to resize them all to one size.")
-    return torch.stack(decoded)
+    return torch.cat([images for _, images in decode_chunks(files, size, channels)])
 
 
 def decode_one(path: Path, size: tuple[int, int] | None, channels: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ array data and normalization happen once for all sources in :mod:`cnnlab.data.bu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data import imagefolder
+from cnnlab.data import csvfiles, imagefolder
 from cnnlab.data.cache import default_cache_dir
+from cnnlab.data.files import load_in_memory
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 
@@ -25,6 +26,8 @@ from cnnlab.registry import Registry
 class SourceData:
     classes: list[str]
     parts: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> ((N, C, H, W) uint8, (N,) int64)
+    # Files left out under `data.on_bad_image: skip`: {"count": n, "files": [{file, reason}]}.
+    skipped: dict = field(default_factory=lambda: {"count": 0, "files": []})
 
 
 Source = Callable[[DataConfig], SourceData]
@@ -88,11 +91,24 @@ uses_keys("digits")
 
 @DATASETS.register("imagefolder", "root/<class>/*.jpg|png|... or root/{train,val,test}/<class>/")
 def load_imagefolder_source(cfg: DataConfig) -> SourceData:
-    classes, parts = imagefolder.load(cfg)
-    return SourceData(classes, parts)
+    return _decoded(imagefolder.list_files(cfg), cfg)
 
 
-uses_keys("imagefolder", "root", "cache", "decode_cache", "cache_dir")
+uses_keys("imagefolder", "root", "cache", "decode_cache", "cache_dir", "on_bad_image")
+
+
+@DATASETS.register("csv", "a CSV of image path or id, label + an image folder (Kaggle's train.csv)")
+def load_csv_source(cfg: DataConfig) -> SourceData:
+    return _decoded(csvfiles.list_files(cfg), cfg)
+
+
+uses_keys("csv", "root", "image_dir", "path_column", "label_column", "csv_header", "image_suffix",
+          "cache", "decode_cache", "cache_dir", "on_bad_image")
+
+
+def _decoded(listing, cfg: DataConfig) -> SourceData:
+    parts, skipped = load_in_memory(listing, cfg)
+    return SourceData(listing.classes, parts, skipped.describe())
 
 
 @DATASETS.register("npz", "a .npz file with arrays x (N,H,W[,C]), y (N,), optional classes, x_test, y_test")

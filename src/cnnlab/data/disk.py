@@ -1,0 +1,164 @@
+"""``data.cache: disk``: decode once into a uint8 memory-mapped file, read back by page.
+
+The splits are chosen on labels first (:func:`cnnlab.data.build.plan_splits`, the same
+choice as in memory), the files are ordered train, val, test, and each image is decoded once,
+a chunk at a time, straight into the map. Each split is then a contiguous slice of the map:
+a view, never a copy, so resident memory is the page cache of what was read, not the
+dataset. The entry's key hashes the files (path, size, mtime, in order) and everything that
+shapes their pixels (image size, channels, on_bad_image): an edited, added or removed image
+makes a new entry rather than serving a stale one.
+
+An entry is a folder ``<cache_dir>/memmap/<key>/`` holding ``images.u8`` (raw N x C x H x W
+bytes), ``kept.npy`` (which listed files it holds) and ``meta.json``; it is built in a
+temporary folder and renamed into place, so a crash never leaves half an entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.config.schema import DataConfig
+from cnnlab.data.bundle import DataBundle, Split
+from cnnlab.data.cache import default_cache_dir
+from cnnlab.data.decode import Skipped, decode_chunks, image_shape
+from cnnlab.data.files import LISTERS, content_key, size_tuple
+from cnnlab.errors import ConfigError, DataError
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def build_from_disk(cfg: DataConfig) -> DataBundle:
+    from cnnlab.data.build import check_classes, pixel_stats, plan_splits
+
+    if cfg.name not in LISTERS:
+        raise ConfigError(f"`data.cache: disk` works for the sources that read image files "
+                          f"({', '.join(sorted(LISTERS))}), not `{cfg.name}`; use "
+                          "`data.cache: memory` for it.")
+    listing = LISTERS[cfg.name](cfg)
+    labels = {part: part_labels for part, (_, part_labels) in listing.parts.items()}
+    check_classes(listing.classes, torch.as_tensor(labels["train"]), cfg)
+    plan, split_info = plan_splits(labels, cfg)
+    files: list[Path] = []
+    ordered_labels = []
+    bounds = {}
+    for split in (s for s in SPLIT_ORDER if s in plan):
+        part, idx = plan[split]
+        start = len(files)
+        files.extend(listing.parts[part][0][i] for i in idx)
+        ordered_labels.append(labels[part][idx])
+        bounds[split] = (start, len(files))
+    all_labels = torch.as_tensor(np.concatenate(ordered_labels), dtype=torch.int64)
+    entry = _entry(files, cfg)
+    images, kept, skipped = open_or_build(files, cfg, entry)
+    # ``kept`` ascends, so the kept images of the listed range [start, end) are one slice.
+    splits = {}
+    for split, (start, end) in bounds.items():
+        lo, hi = np.searchsorted(kept, [start, end])
+        splits[split] = Split(images[lo:hi], all_labels[torch.as_tensor(kept[lo:hi])])
+    if len(splits["train"]) == 0:
+        raise DataError(f"No training image of {cfg.root} could be read (all were skipped).")
+    info = {"dataset": cfg.name, "root": str(cfg.root) if cfg.root else None, **split_info,
+            "cache": "disk", "cache_entry": str(entry)}
+    if cfg.on_bad_image == "skip":
+        info["skipped_images"] = skipped.describe()
+    mean, std = pixel_stats(splits["train"].images, cfg.normalization)
+    return DataBundle(listing.classes, splits["train"], splits.get("val"), splits.get("test"),
+                      cfg.normalization, mean, std, info)
+
+
+def _entry(files: list[Path], cfg: DataConfig) -> Path:
+    return default_cache_dir(cfg.cache_dir) / "memmap" / content_key(files, cfg, "disk")
+
+
+def open_or_build(files: list[Path], cfg: DataConfig, entry: Path | None = None
+                  ) -> tuple[torch.Tensor, np.ndarray, Skipped]:
+    """The (K, C, H, W) uint8 memory-mapped images of the readable ``files``, their positions in
+    ``files`` (ascending) and the skipped files; decoded now unless the entry exists."""
+    entry = entry or _entry(files, cfg)
+    opened = _open(entry)
+    if opened is None:
+        _build(entry, files, cfg)
+        opened = _open(entry)
+        if opened is None:
+            raise DataError(f"The disk cache entry {entry} cannot be read back after writing it; "
+                            "check the disk, or set data.cache_dir elsewhere.")
+    return opened
+
+
+def _open(entry: Path):
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        kept = np.load(entry / "kept.npy", allow_pickle=False)
+        shape = tuple(meta["shape"])
+        if shape[0] == 0:
+            images = torch.zeros(shape, dtype=torch.uint8)
+        else:
+            # Copy-on-write: pages are read from the file on demand; a stray in-place write
+            # would stay private to this process instead of changing the cache.
+            images = torch.from_numpy(np.memmap(entry / "images.u8", dtype=np.uint8, mode="c",
+                                                shape=shape))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or damaged: rebuilt by the caller
+    skipped = Skipped(list(meta.get("skipped", [])))
+    return images, kept, skipped
+
+
+def _build(entry: Path, files: list[Path], cfg: DataConfig) -> None:
+    size, channels = size_tuple(cfg.image_size), cfg.channels or 3
+    skip = cfg.on_bad_image == "skip"
+    shape = image_shape(files, size, channels, skip) or (channels, 1, 1)
+    per_image = int(np.prod(shape))
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(entry.parent).free
+    except OSError as exc:
+        raise DataError(f"Cannot use the disk cache folder {entry.parent} ({exc}); set "
+                        "data.cache_dir to a writable folder.") from None
+    needed = len(files) * per_image
+    if needed > free:
+        raise DataError(f"data.cache: disk needs {needed / 2**30:,.1f} GiB in {entry.parent} for "
+                        f"{len(files):,} images of {' x '.join(map(str, shape))}, but only "
+                        f"{free / 2**30:,.1f} GiB is free; set data.cache_dir elsewhere or lower "
+                        "data.image_size.")
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
+    try:
+        skipped = Skipped()
+        kept = []
+        written = 0
+        if files:
+            target = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+",
+                               shape=(len(files), *shape))
+            for positions, images in decode_chunks(files, size, channels, skip_bad=skip,
+                                                   skipped=skipped):
+                target[written:written + len(positions)] = images.numpy()
+                written += len(positions)
+                kept.append(positions)
+            target.flush()
+            del target
+            # Skipped files leave the end of the file unused.
+            os.truncate(tmp / "images.u8", written * per_image)
+        np.save(tmp / "kept.npy", np.concatenate(kept) if kept else np.zeros(0, np.int64))
+        (tmp / "meta.json").write_text(json.dumps(
+            {"shape": [written, *shape], "listed": len(files), "skipped": skipped.files,
+             "image_size": list(size) if size else None, "channels": channels}),
+            encoding="utf-8")
+        try:
+            os.rename(tmp, entry)
+        except OSError:
+            if not (entry / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished it first
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"Cannot write the disk cache entry {entry} ({exc}); set data.cache_dir "
+                        "to a writable folder with room for the decoded images.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
