@@ -84,6 +84,8 @@ def open_or_build(files: list[Path], cfg: DataConfig, entry: Path | None = None
     entry = entry or _entry(files, cfg)
     opened = _open(entry)
     if opened is None:
+        if entry.exists():  # damaged (entries appear whole, by rename): make room for a new one
+            shutil.rmtree(entry, ignore_errors=True)
         _build(entry, files, cfg)
         opened = _open(entry)
         if opened is None:
