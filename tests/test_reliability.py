@@ -114,6 +114,34 @@ def _npz(kind: str) -> Callable[[Ctx], list[str]]:
     return setup
 
 
+def _csv(kind: str) -> Callable[[Ctx], list[str]]:
+    """A Kaggle layout (train.csv of id,label + train/<id>.png) with one thing wrong."""
+    def setup(ctx: Ctx) -> list[str]:
+        folder = ctx.tmp / "train"
+        folder.mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+        rows = [f"{i},{'ab'[i % 2]}" for i in range(6)]
+        header, data = "id,label", {}
+        if kind == "missing-image":
+            rows.append("17,a")
+        elif kind == "unknown-label":
+            rows[3] = "3,c"
+            data = {"classes": ["a", "b"]}
+        elif kind == "missing-column":
+            data = {"label_column": "class"}
+        text = "" if kind == "empty" else "\n".join([header, *rows]) + "\n"
+        (ctx.tmp / "train.csv").write_text(text)
+        return ["run", ctx.write(ctx.config({"name": "csv", "root": str(ctx.tmp / "train.csv"),
+                                             "image_dir": str(folder), **data}))]
+    return setup
+
+
+def _skipped_listed(ctx: Ctx) -> None:
+    info = json.loads(next(ctx.tmp.rglob("data.json")).read_text())
+    assert [Path(e["file"]).name for e in info["skipped_images"]["files"]] == ["bad_0007.png"]
+
+
 def _no_training(ctx: Ctx) -> None:
     """The bad image was found before any training step: no epoch, no checkpoint."""
     assert not list(ctx.tmp.rglob("history.csv")) and not list(ctx.tmp.rglob("*.ckpt"))
@@ -346,6 +374,23 @@ CASES: list[Case] = [
          ("no array 'y'",)),
     Case("npz-pickled", "data", "an .npz of pickled objects", _npz("pickled"), 2,
          ("data.npz", "pickle")),
+    Case("image-skip", "data", "a corrupt .png with `data.on_bad_image: skip` (left out, "
+         "listed in data.json and the summary)", lambda c: _bad_image("corrupt")(c)[:1] + [
+             c.write(c.config({"root": str(c.tmp / "images"), "on_bad_image": "skip",
+                               "val_split": 0.25, "test_split": 0.0}))],
+         0, (), _skipped_listed),
+    Case("csv-missing-image", "data", "`data.name: csv`: a row whose image does not exist",
+         _csv("missing-image"), 2, ("train.csv, line 8", "'17'", "does not exist")),
+    Case("csv-unknown-label", "data", "`data.name: csv`: a label not in `data.classes`",
+         _csv("unknown-label"), 2, ("train.csv, line 5", "'c'", "not in the class list")),
+    Case("csv-empty", "data", "`data.name: csv`: an empty CSV", _csv("empty"), 2,
+         ("train.csv", "is empty")),
+    Case("csv-missing-column", "data", "`data.name: csv`: `data.label_column` names no column",
+         _csv("missing-column"), 2, ("data.label_column", "no column 'class'", "id, label")),
+    Case("cache-disk-unsupported", "data", "`data.cache: disk` with a source that reads no "
+         "image files (`digits`)", lambda c: ["run", c.write(c.config({"name": "digits",
+                                                                        "cache": "disk"}))], 2,
+         ("data.cache: disk", "csv, imagefolder", "digits")),
     Case("data-unknown-class", "data", "`data.classes` names a missing class",
          lambda c: c.run_folder(c.folder(), classes=["cat", "zebra"]), 2, ("zebra", "available")),
     # weights files (model.pretrained of a backbone)
@@ -405,6 +450,14 @@ CASES: list[Case] = [
          lambda c: _predict(c, c.tmp / "nothing"), 2, ("does not exist",)),
     Case("predict-symlink-loop", "outputs", "`predict` of a folder holding a symlink loop",
          _predict_folder("loop"), 0, ()),
+    Case("run-predict-output-path", "outputs", "`predict.output: ../submission.csv` in an "
+         "experiment (outside the run folder)", lambda c: ["run", c.write(c.config(
+             predict={"source": str(c.tmp), "output": "../submission.csv"}))], 2,
+         ("predict.output", "plain file name"), _nothing_outside),
+    Case("run-predict-source-missing", "outputs", "`predict.source` names no folder (refused "
+         "before training)", lambda c: ["run", c.write(c.config(
+             predict={"source": str(c.tmp / "no_test_folder")}))], 2,
+         ("no_test_folder", "does not exist"), _no_training),
     Case("predict-bomb", "outputs", "`predict` of a folder with a 50,000 x 50,000 PNG header",
          _predict_folder("bomb"), 2, ("huge.png", "MAX_IMAGE_PIXELS")),
     # CLI misuse
