@@ -35,4 +35,5 @@ def check_fits(images: int, channels: int, size: tuple[int, int], what: str) -> 
         raise DataError(
             f"{what}: {images:,} images of {channels} x {size[0]} x {size[1]} pixels need "
             f"{needed / 2**30:,.1f} GiB as uint8, more than the {available / 2**30:,.1f} GiB "
-            "of memory available; lower data.image_size (or data.max_per_class).")
+            "of memory available; lower data.image_size (or data.max_per_class), or set "
+            "data.cache: disk to read them from a memory-mapped file.")
