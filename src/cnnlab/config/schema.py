@@ -1,7 +1,7 @@
 """The experiment file's schema: pydantic models that refuse unknown keys.
 
-An experiment is ``name`` plus six sections (``data``, ``augment``, ``model``, ``train``,
-``eval``) and where runs go. Layer and augmentation lists use the Keras vocabulary of the
+An experiment is ``name`` plus sections (``data``, ``augment``, ``model``, ``train``,
+``eval``, ``tracking`` and the optional ``predict``) and where runs go. Layer and augmentation lists use the Keras vocabulary of the
 reports, written as one-key mappings::
 
     model:
