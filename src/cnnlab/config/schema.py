@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
+from cnnlab.config.shards import Files, RecordKeys
 
 Activation = Literal[
     "relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "tanh", "swish", "silu",
@@ -86,6 +87,18 @@ class DataConfig(Strict):
     decode_cache: bool = Field(True, description="memory: keep the decoded images on disk too, so "
                                "the next run of the same data starts in seconds")
     cache_dir: Path | None = Field(None, description="default: $CNNLAB_CACHE or ~/.cache/cnnlab")
+    files: Files | None = Field(
+        None, description="tfrecord/webdataset: files or globs (a string or a list) of training "
+        "data, or a mapping of them per part: {train: [...], val: [...], test: [...]}; relative "
+        "paths are read from the current folder")
+    record_keys: RecordKeys = Field(default_factory=RecordKeys, description="tfrecord/webdataset: "
+                                    "which feature (extension) holds the image, label, class name")
+    workers: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="cache none: DataLoader processes reading and decoding images (null: "
+        "the cores less one, at most 4; 0 decodes in the training process)")
+    shuffle_buffer: PositiveInt = Field(4096, description="cache none: encoded images each worker "
+                                        "holds to draw the training order from, after the order "
+                                        "of shards is shuffled")
 
     @model_validator(mode="before")
     @classmethod

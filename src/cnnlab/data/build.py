@@ -15,10 +15,16 @@ from cnnlab.errors import DataError
 
 def build_data(cfg: DataConfig) -> DataBundle:
     check_source_keys(cfg)
-    if cfg.cache != "memory":
+    if cfg.cache not in ("memory", "none"):
         from cnnlab.errors import ConfigError
         raise ConfigError(f"`data.cache: {cfg.cache}` is not available in this version; use "
-                          "`data.cache: memory`.")
+                          "`data.cache: memory` or `none`.")
+    if cfg.cache == "none":
+        from cnnlab.data.build_stream import build_streamed
+        from cnnlab.data.stream_sources import STREAM_SOURCES
+        if cfg.name in STREAM_SOURCES:
+            return build_streamed(cfg)
+        # digits, npz and torchvision arrays are in memory whatever the mode (noted in data.json)
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)
@@ -28,6 +34,8 @@ def build_data(cfg: DataConfig) -> DataBundle:
 
     train_images, train_labels = parts["train"]
     info = {"dataset": cfg.name, "root": str(cfg.root) if cfg.root else None}
+    if cfg.cache == "none":
+        info["cache"] = f"memory: {cfg.name} is read into memory whole, so it is not streamed"
     if "test" in parts:
         test = Split(*parts["test"])
         info["test_from"] = "source"
