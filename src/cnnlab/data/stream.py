@@ -260,7 +260,7 @@ class StreamLoader:
     def __init__(self, part: StreamPart, shape, batch_size: int, *, shuffle: bool, seed: int = 0,
                  resize: bool = True, workers: int = 0, buffer: int = 4096,
                  distributed: bool = True) -> None:
-        self.dataset = _Samples(part, shape, resize, shuffle, seed, buffer)
+        self._samples = _Samples(part, shape, resize, shuffle, seed, buffer)
         self.batch_size, self.shuffle, self.distributed = batch_size, shuffle, distributed
         self.workers = workers if len(part) > CHUNK else 0
         self.epoch = 0
@@ -269,7 +269,7 @@ class StreamLoader:
         return _distributed() if self.distributed else (0, 1)
 
     def _rank_sizes(self, world: int) -> list[int]:
-        part = self.dataset.part
+        part = self._samples.part
         if not self.shuffle:
             chunks = np.array_split(np.arange(len(part)), max(1, math.ceil(len(part) / CHUNK)))
             return [sum(len(c) for c in chunks[r::world]) for r in range(world)]
@@ -285,7 +285,7 @@ class StreamLoader:
 
     def __iter__(self):
         rank, world = self._rank()
-        self.dataset.epoch, self.dataset.rank, self.dataset.world = self.epoch, rank, world
+        self._samples.epoch, self._samples.rank, self._samples.world = self.epoch, rank, world
         self.epoch += 1
         target = len(self)
         yielded = 0
@@ -300,7 +300,7 @@ class StreamLoader:
                 return  # this rank has no samples at all
 
     def _one_pass(self):
-        loader = DataLoader(self.dataset, batch_size=None, collate_fn=_pass_through,
+        loader = DataLoader(self._samples, batch_size=None, collate_fn=_pass_through,
                             num_workers=self.workers, persistent_workers=False,
                             prefetch_factor=4 if self.workers else None)
         images, labels, held = [], [], 0
