@@ -9,20 +9,14 @@ byte offset), never decoding the others.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from cnnlab.config.schema import DataConfig
 from cnnlab.data.build import _check_classes, pixel_stats
 from cnnlab.data.bundle import DataBundle
 from cnnlab.data.select import stratified_split
-from cnnlab.data.stream import StreamSplit, virtual_shards
+from cnnlab.data.stream import StreamSplit, default_workers, virtual_shards
 from cnnlab.data.stream_sources import STREAM_SOURCES, select, stream_shape
-
-
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def build_streamed(cfg: DataConfig) -> DataBundle:

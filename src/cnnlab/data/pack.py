@@ -85,7 +85,11 @@ class _WebDatasetWriter(_Shards):
         self.tar = None
 
     def write(self, key: str, jpeg: bytes, label: int, name: str, shape) -> None:
-        import webdataset  # optional extra `shards`
+        try:
+            import webdataset  # optional extra `shards`
+        except ImportError:
+            raise DataError("Writing WebDataset shards needs the `webdataset` package: "
+                            "pip install 'cnnlab[shards]'.") from None
 
         # Each member is a 512-byte header plus its data padded to 512 bytes.
         nbytes = sum(512 + -(-n // 512) * 512

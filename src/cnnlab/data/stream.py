@@ -33,6 +33,13 @@ from cnnlab.errors import DataError
 CHUNK = 64
 
 
+def default_workers() -> int:
+    """``data.workers: null``: the cores less one (the training process), at most 4."""
+    import os
+
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 @dataclass
 class StreamPart:
     """The index of one part (train/val/test) of a streamed source; no pixels."""
@@ -334,7 +341,9 @@ class StreamImages:
         return len(self._split)
 
     def split(self, batch_size: int) -> Iterator[torch.Tensor]:
-        loader = self._split.loader(batch_size, shuffle=False, distributed=False)
+        # Callers concatenate per-chunk results (predictions, pixel sums), so chunks are capped:
+        # 4096 images of 224 px would be 600 MB of uint8 at once, 2.4 GB as float.
+        loader = self._split.loader(min(batch_size, 256), shuffle=False, distributed=False)
         return (x for x, _ in loader)
 
     def __getitem__(self, index) -> torch.Tensor:

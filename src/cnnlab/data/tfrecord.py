@@ -20,15 +20,14 @@ _MASK_DELTA = 0xA282EAD8
 
 
 def masked_crc(data: bytes) -> int:
-    import crc32c  # optional extra `shards`; imported here so cnnlab runs without it
-
+    """TFRecord's checksum: CRC-32C, rotated right by 15 bits, plus a constant."""
+    try:
+        import crc32c  # optional extra `shards`; imported here so cnnlab runs without it
+    except ImportError:
+        raise DataError("Reading or writing TFRecord files needs the `crc32c` package: "
+                        "pip install 'cnnlab[shards]' (or pip install crc32c).") from None
     crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def _crc_module_missing() -> DataError:
-    return DataError("Reading or writing TFRecord files needs the `crc32c` package: "
-                     "pip install 'cnnlab[shards]' (or pip install crc32c).")
 
 
 # ------------------------------------------------------------------------ protobuf wire format
@@ -81,9 +80,8 @@ def _feature_values(feature: bytes) -> list:
         for _, wire, value in _fields(payload):
             if kind == 1:  # BytesList
                 values.append(bytes(value))
-            elif kind == 2:  # FloatList, packed or not
-                raw = value if wire == 2 else value
-                values.extend(struct.unpack(f"<{len(raw) // 4}f", raw))
+            elif kind == 2:  # FloatList: packed (one run of fixed32) or one fixed32 a field
+                values.extend(struct.unpack(f"<{len(value) // 4}f", value))
             elif kind == 3:  # Int64List, packed or not
                 if wire == 0:
                     values.append(_signed(value))
@@ -157,10 +155,7 @@ class Record:
 
 def read_records(path: Path):
     """Each record of a TFRecord file, both CRCs checked; DataError naming file and record."""
-    try:
-        masked_crc(b"")
-    except ImportError:
-        raise _crc_module_missing() from None
+    masked_crc(b"")  # the `crc32c` package is there, or a DataError says how to get it
     with open(path, "rb") as handle:
         index = 0
         while True:
