@@ -113,3 +113,23 @@ def test_streamed_images_of_mixed_sizes_without_image_size_fail_while_reading(tm
                        "set data.image_size"):
         list(data.train.loader(2, shuffle=True))
     assert np.array_equal(data.train.labels.numpy(), [0, 1, 0, 1, 0])
+
+
+def test_one_small_file_still_gives_every_rank_samples(tmp_path, monkeypatch) -> None:
+    members = {}
+    for i in range(12):
+        members[f"k{i}.png"] = png_bytes(8, 20 * i)
+        members[f"k{i}.cls"] = str(i % 2).encode()
+    part = index_webdataset(data_cfg(files=str(write_tar(tmp_path / "one.tar", members))))
+    part = part.parts["train"]
+    seen = {True: [], False: []}
+    for rank in range(3):
+        monkeypatch.setattr(stream, "_distributed", lambda rank=rank: (rank, 3))
+        for shuffle in (True, False):
+            loader = StreamLoader(part, (3, 8, 8), 2, shuffle=shuffle)
+            batches = list(loader)
+            assert batches and len(batches) == len(loader)
+            seen[shuffle].extend(int(s) for x, _ in batches for s in x.double().sum(dim=(1, 2, 3)))
+    # In order (validation): the ranks' shares are disjoint and cover the split exactly once.
+    assert sorted(seen[False]) == sorted(int(20 * i) * 192 for i in range(12))
+    assert sorted(seen[True]) == sorted(seen[False])  # shuffled: 3 shards of 4, one per rank

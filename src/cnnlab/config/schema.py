@@ -96,9 +96,9 @@ class DataConfig(Strict):
     workers: Annotated[int, Field(ge=0)] | None = Field(
         None, description="cache none: DataLoader processes reading and decoding images (null: "
         "the cores less one, at most 4; 0 decodes in the training process)")
-    shuffle_buffer: PositiveInt = Field(4096, description="cache none: encoded images each worker "
-                                        "holds to draw the training order from, after the order "
-                                        "of shards is shuffled")
+    shuffle_buffer: PositiveInt = Field(4096, description="cache none: samples each worker draws "
+                                        "the training order from at random, after the order of "
+                                        "shards is shuffled (positions: images are read when drawn)")
 
     @model_validator(mode="before")
     @classmethod

@@ -5,12 +5,13 @@ A streamed source (TFRecord files, WebDataset shards, an image folder) is first 
 is a few integers per image, so selection (``classes``, ``max_per_class``) and the stratified
 splits work on the labels exactly as for decoded tensors, and an epoch is a well-defined list of
 samples. Images are read by offset and decoded in DataLoader workers, then re-batched in the main
-process; nothing holds more than a shuffle buffer of encoded bytes and a few decoded batches,
+process; nothing holds more than a shuffle buffer of sample positions and a few decoded batches,
 so peak memory does not grow with the dataset.
 
 Shuffling is two-level, as WebDataset does it: the order of "virtual shards" (runs of up to
 ``shard_samples`` consecutive samples of one file) is permuted every epoch, and each worker
-passes its samples through a buffer of ``shuffle_buffer`` encoded images it draws from at random.
+passes its samples through a buffer of ``shuffle_buffer`` sample positions it draws from at
+random (an image is read by offset and decoded only when drawn).
 """
 
 from __future__ import annotations
@@ -137,14 +138,16 @@ def decode_sample(part: StreamPart, i: int, shape: tuple[int, int, int], resize:
 
 # ------------------------------------------------------------------------ the epoch's plan
 
-def virtual_shards(part: StreamPart) -> list[np.ndarray]:
-    """Sample indices grouped in runs of at most ``shard_samples`` consecutive ones of a file."""
+def virtual_shards(part: StreamPart, at_least: int = 1) -> list[np.ndarray]:
+    """Sample indices grouped in runs of at most ``shard_samples`` consecutive ones of a file,
+    smaller where needed so there are ``at_least`` shards (one per DDP rank) if samples allow."""
     if len(part) == 0:
         return []
+    size = max(1, min(part.shard_samples, len(part) // at_least))
     breaks = np.flatnonzero(np.diff(part.file_id)) + 1
     shards = []
     for run in np.split(np.arange(len(part)), breaks):
-        shards.extend(np.array_split(run, math.ceil(len(run) / part.shard_samples)))
+        shards.extend(np.array_split(run, math.ceil(len(run) / size)))
     return shards
 
 
@@ -164,12 +167,31 @@ def batches_per_epoch(n: int, batch_size: int, drop_singleton: bool) -> int:
     return full + (1 if rest > 1 or (rest == 1 and not drop_singleton) else 0)
 
 
+def in_order_chunks(n: int, rank: int, world: int) -> list[np.ndarray]:
+    """This rank's contiguous share of ``range(n)`` (ranks differ by at most one sample), cut
+    into chunks of at most CHUNK consecutive indices."""
+    share = np.array_split(np.arange(n), world)[rank]
+    return np.array_split(share, max(1, math.ceil(len(share) / CHUNK))) if len(share) else []
+
+
+def _grouped(indices: Iterator[int], size: int) -> Iterator[list[int]]:
+    group: list[int] = []
+    for i in indices:
+        group.append(i)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 class _Samples(IterableDataset):
     """Runs in each DataLoader worker: yields chunks ``((k, C, H, W) uint8, (k,) int64)``.
 
     Shuffled: this rank's shards in an epoch-seeded order, dealt round-robin to the workers, each
-    worker's samples through its shuffle buffer. In order: consecutive chunks dealt round-robin,
-    which the DataLoader's in-order round-robin over workers returns in index order.
+    worker's samples through its shuffle buffer. In order: the rank's consecutive chunks dealt
+    round-robin, one item per chunk, which the DataLoader's in-order round-robin over workers
+    returns in index order.
     """
 
     def __init__(self, part: StreamPart, shape, resize: bool, shuffle: bool, seed: int,
@@ -179,34 +201,29 @@ class _Samples(IterableDataset):
         self.epoch, self.rank, self.world = 0, 0, 1
 
     def _my_samples(self, worker: int, workers: int) -> Iterator[int]:
-        if not self.shuffle:
-            chunks = np.array_split(np.arange(len(self.part)), max(1, math.ceil(len(self.part) / CHUNK)))
-            chunks = chunks[self.rank::self.world]
-            for chunk in chunks[worker::workers]:
-                yield from chunk.tolist()
-            return
-        shards = virtual_shards(self.part)
+        """The shuffled path's sample order for one worker, before the buffer."""
+        shards = virtual_shards(self.part, self.world)
         mine = rank_shards(shards, self.world)[self.rank]
         order = random.Random(f"{self.seed}/{self.epoch}/{self.rank}").sample(mine, len(mine))
         for s in order[worker::workers]:
             yield from shards[s].tolist()
 
+    def _groups(self, worker: int, workers: int) -> Iterator[list[int]]:
+        if not self.shuffle:
+            chunks = in_order_chunks(len(self.part), self.rank, self.world)
+            return (chunk.tolist() for chunk in chunks[worker::workers])
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
+        return _grouped(self._buffered(self._my_samples(worker, workers), rng), CHUNK)
+
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
         handles: dict = {}
         try:
-            images, labels = [], []
-            for i in self._buffered(self._my_samples(worker, workers), rng):
-                images.append(decode_sample(self.part, i, self.shape, self.resize, handles))
-                labels.append(int(self.part.labels[i]))
-                if len(images) == CHUNK or not self.shuffle and len(images) == len(
-                        self._chunk_of(i)):
-                    yield torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
-                    images, labels = [], []
-            if images:
-                yield torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
+            for group in self._groups(worker, workers):
+                images = [decode_sample(self.part, i, self.shape, self.resize, handles)
+                          for i in group]
+                yield torch.stack(images), torch.as_tensor(self.part.labels[group])
         except DataError as exc:
             # A worker's exception reaches the main process with its traceback pasted into the
             # message; handing the message over as data keeps it one paragraph (exit 2).
@@ -214,15 +231,6 @@ class _Samples(IterableDataset):
         finally:
             for handle in handles.values():
                 handle.close()
-
-    def _chunk_of(self, i: int) -> range:
-        # In-order chunks are those of _my_samples: np.array_split of the index range.
-        n = len(self.part)
-        k = max(1, math.ceil(n / CHUNK))
-        base, extra = divmod(n, k)
-        bounds = [c * base + min(c, extra) for c in range(k + 1)]
-        c = int(np.searchsorted(bounds, i, side="right")) - 1
-        return range(bounds[c], bounds[c + 1])
 
     def _buffered(self, samples: Iterator[int], rng: random.Random) -> Iterator[int]:
         if not self.shuffle or self.buffer <= 1:
@@ -278,9 +286,8 @@ class StreamLoader:
     def _rank_sizes(self, world: int) -> list[int]:
         part = self._samples.part
         if not self.shuffle:
-            chunks = np.array_split(np.arange(len(part)), max(1, math.ceil(len(part) / CHUNK)))
-            return [sum(len(c) for c in chunks[r::world]) for r in range(world)]
-        shards = virtual_shards(part)
+            return [len(share) for share in np.array_split(np.arange(len(part)), world)]
+        shards = virtual_shards(part, world)
         return [sum(len(shards[s]) for s in owned) for owned in rank_shards(shards, world)]
 
     def __len__(self) -> int:
