@@ -141,11 +141,15 @@ def _batches(cfg: DataConfig, val_split: float, seed: int, workers: int
                         lambda p: p[1].numpy())
     iters, counts = {}, {}
     for name, (x, y) in tensors.items():
-        order = torch.as_tensor(rng.permutation(len(y)))
-        iters[name] = ((x[idx], y[idx]) for idx in order.split(64))
+        iters[name] = _shuffled_batches(x, y, torch.as_tensor(rng.permutation(len(y))))
         counts[name] = len(y)
     shape = tuple(int(s) for s in tensors["train"][0].shape[1:])
     return source.classes, shape, iters, counts
+
+
+def _shuffled_batches(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor) -> Iterator:
+    for idx in order.split(64):
+        yield x[idx], y[idx]
 
 
 def _hold_out(parts: dict, fraction: float, seed: int, take, labels_of) -> dict:
