@@ -7,7 +7,8 @@
    and are written in seconds), under ``--work``. For each size and each cache mode (``none``,
    and ``disk`` where the config accepts it) a fresh ``python`` process builds the data with
    ``build_data`` and runs one epoch of a tiny conv net (conv 3->8, 4x4 stride 4, ReLU, global
-   pool, linear; forward, backward, SGD step) over it at batch 256. It reports its own peak RSS
+   pool, linear; forward, backward, SGD step) over it at batch 256, with threads and glibc's
+   malloc configured as ``cnnlab run`` configures them. It reports its own peak RSS
    (VmHWM of /proc/self/status), the largest peak RSS of its DataLoader worker processes
    (getrusage RUSAGE_CHILDREN, after the epoch's workers exited), seconds and images/s.
 2. **Throughput** (``--parts throughput``): CIFAR-10 train (``--cifar``, the shared JPEG copy;
@@ -94,7 +95,11 @@ def rss_child(files: str, cache: str, batch: int) -> dict:
     from cnnlab.config.load import validate_config
     from cnnlab.data import build_data, make_loader
     from cnnlab.errors import CnnlabError
+    from cnnlab.train.cpu import configure_cpu
 
+    # Threads and glibc's malloc set as `cnnlab run` sets them (freed memory kept for reuse), so
+    # the peak is a training process's, not a default Python's.
+    configure_cpu(None)
     try:
         cfg = validate_config({"name": "bench", "data": {
             "name": "webdataset", "files": files, "cache": cache, "val_split": 0.0,
