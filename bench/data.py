@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: under a minute")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.limit, args.steps, args.batch = "256,512", 100, 2, 25
+        args.sizes, args.limit, args.steps, args.batch = "256", 100, 2, 25
         args.rss_batch = 64
     parts = set(args.parts.split(","))
     rows = []
