@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.cli import main
 from conftest import REPO, make_image_folder, tiny_experiment
+from shard_fixtures import png_bytes, write_tar, write_tfrecord
 
 DOC = REPO / "docs" / "reliability.md"
 
@@ -286,6 +287,37 @@ def _predict_folder(kind: str) -> Callable[[Ctx], list[str]]:
 
 # -------------------------------------------------------------------------------- the table
 
+def _tfrecord(kind: str) -> Callable[[Ctx], list[str]]:
+    def setup(ctx: Ctx) -> list[str]:
+        records = [{"image/encoded": png_bytes(8, 40 * i), "image/class/label": i % 2}
+                   for i in range(4)]
+        data = bytearray(write_tfrecord(ctx.tmp / "train.tfrecord", records).read_bytes())
+        if kind == "truncated":
+            data = data[:-7]
+        else:  # one flipped bit in the last record's image bytes
+            data[-30] ^= 0x01
+        (ctx.tmp / "train.tfrecord").write_bytes(bytes(data))
+        return ["run", ctx.write(ctx.config({"name": "tfrecord",
+                                             "files": str(ctx.tmp / "*.tfrecord")}))]
+    return setup
+
+
+def _shard(kind: str) -> Callable[[Ctx], list[str]]:
+    def setup(ctx: Ctx) -> list[str]:
+        members = {}
+        for i in range(6):  # a sample's members are consecutive; sample 3 lacks one
+            size = 12 if kind == "sizes" and i == 5 else 8
+            if not (kind == "no-label" and i == 3):
+                members[f"s{i}.cls"] = str(i % 2).encode()
+            members[f"s{i}.png"] = png_bytes(size, 40 * i)
+        write_tar(ctx.tmp / "shard-000000.tar", members)
+        files = str(ctx.tmp / ("nothing-*.tar" if kind == "empty-glob" else "shard-*.tar"))
+        return ["run", ctx.write(ctx.config({"name": "webdataset", "files": files, "cache": "none",
+                                             "workers": 0, "val_split": 0.0, "test_split": 0.0},
+                                            train={"checkpoint": {"monitor": "loss"}}))]
+    return setup
+
+
 CASES: list[Case] = [
     # experiment files
     Case("config-missing", "config", "`cnnlab run nope.yaml` (no such file)",
@@ -393,6 +425,17 @@ CASES: list[Case] = [
          ("data.cache: disk", "csv, imagefolder", "digits")),
     Case("data-unknown-class", "data", "`data.classes` names a missing class",
          lambda c: c.run_folder(c.folder(), classes=["cat", "zebra"]), 2, ("zebra", "available")),
+    Case("tfrecord-truncated", "data", "a TFRecord file cut short inside its last record",
+         _tfrecord("truncated"), 2, ("train.tfrecord", "record 3", "truncated"), _no_training),
+    Case("tfrecord-bad-crc", "data", "a TFRecord record whose bytes do not match its CRC",
+         _tfrecord("crc"), 2, ("train.tfrecord", "record 3", "bad data CRC"), _no_training),
+    Case("shard-no-label", "data", "a WebDataset shard sample without its `.cls` label",
+         _shard("no-label"), 2, ("shard-000000.tar", "sample 's3'", "has no label"), _no_training),
+    Case("shard-empty-glob", "data", "`data.files` a glob that matches no shard",
+         _shard("empty-glob"), 2, ("nothing-*.tar", "matches no file")),
+    Case("shard-image-sizes", "data", "streamed (`cache: none`) images of different sizes, no "
+         "`data.image_size`", _shard("sizes"), 2, ("sample 's5'", "different sizes",
+                                                    "data.image_size")),
     # weights files (model.pretrained of a backbone)
     Case("weights-missing", "weights", "`model.pretrained` names no file", _weights("missing"), 2,
          ("weights file", "does not exist")),

@@ -24,6 +24,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err_console = Console(stderr=True)
 
+from cnnlab.cli_data import data_app  # noqa: E402  (the `cnnlab data ...` commands)
+
+app.add_typer(data_app, name="data")
+
 
 @app.command()
 def run(

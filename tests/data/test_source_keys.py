@@ -20,6 +20,10 @@ def test_every_source_declares_its_keys() -> None:
 
 @pytest.mark.parametrize("data, message", [
     ({"name": "digits", "root": "/nonexistent"}, "`data.root` is not used by `digits`"),
+    ({"name": "imagefolder", "root": "/d", "files": "x-*.tar"}, "`data.files` is not used by "
+     "`imagefolder`"),
+    ({"name": "webdataset", "files": "x-*.tar", "root": "/d"}, "`data.root` is not used by "
+     "`webdataset` (its own keys: `data.files`, `data.record_keys`"),
 ])
 def test_a_key_the_source_ignores_is_refused(data, message) -> None:
     with pytest.raises(ConfigError) as info:
@@ -33,6 +37,8 @@ def test_a_key_the_source_ignores_is_refused(data, message) -> None:
     {"name": "imagefolder", "root": "/data", "cache": False},
     {"name": "npz", "root": "/data/x.npz"},
     {"name": "cifar10", "root": "/data", "download": False},
+    {"name": "tfrecord", "files": {"train": "t-*.tfrecord", "val": ["v.tfrecord"]},
+     "record_keys": {"image": "img"}, "cache": "none", "workers": 2, "shuffle_buffer": 64},
 ])
 def test_keys_a_source_reads_or_cannot_be_misled_by_are_accepted(data) -> None:
     check_source_keys(data_cfg(**data))

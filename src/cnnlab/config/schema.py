@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
+from cnnlab.config.shards import Files, RecordKeys
 
 Activation = Literal[
     "relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "tanh", "swish", "silu",
@@ -101,6 +102,18 @@ class DataConfig(Strict):
     image_suffix: str | None = Field(
         None, description="csv: appended to ids that name no file as written (e.g. .png); "
         "default: try .jpg, .jpeg, .png, .bmp, .webp")
+    files: Files | None = Field(
+        None, description="tfrecord/webdataset: files or globs (a string or a list) of training "
+        "data, or a mapping of them per part: {train: [...], val: [...], test: [...]}; relative "
+        "paths are read from the current folder")
+    record_keys: RecordKeys = Field(default_factory=RecordKeys, description="tfrecord/webdataset: "
+                                    "which feature (extension) holds the image, label, class name")
+    workers: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="cache none: DataLoader processes reading and decoding images (null: "
+        "the cores less one, at most 4; 0 decodes in the training process)")
+    shuffle_buffer: PositiveInt = Field(4096, description="cache none: samples each worker draws "
+                                        "the training order from at random, after the order of "
+                                        "shards is shuffled (positions: images are read when drawn)")
 
     @model_validator(mode="before")
     @classmethod

@@ -20,10 +20,12 @@ def build_data(cfg: DataConfig) -> DataBundle:
         from cnnlab.data.disk import build_from_disk
 
         return build_from_disk(cfg)
-    if cfg.cache != "memory":
-        from cnnlab.errors import ConfigError
-        raise ConfigError(f"`data.cache: {cfg.cache}` is not available in this version; use "
-                          "`data.cache: memory` or `disk`.")
+    if cfg.cache == "none":
+        from cnnlab.data.build_stream import build_streamed
+        from cnnlab.data.stream_sources import STREAM_SOURCES
+        if cfg.name in STREAM_SOURCES:
+            return build_streamed(cfg)
+        # digits, npz and torchvision arrays are in memory whatever the mode (noted in data.json)
     source = DATASETS.get(cfg.name)(cfg)
     source = select_classes(source, cfg.classes)
     parts = {name: cap_per_class(images, labels, cfg)
@@ -35,6 +37,8 @@ def build_data(cfg: DataConfig) -> DataBundle:
                                    cfg)
     splits = {split: Split(*_take(parts[part], idx)) for split, (part, idx) in plan.items()}
     info = {"dataset": cfg.name, "root": str(cfg.root) if cfg.root else None, **split_info}
+    if cfg.cache == "none":
+        info["cache"] = f"memory: {cfg.name} is read into memory whole, so it is not streamed"
     if cfg.on_bad_image == "skip":
         info["skipped_images"] = source.skipped
     train = splits["train"]

@@ -32,6 +32,8 @@ def _whole_batch(batch):
 
 
 def make_loader(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+    if not isinstance(split, Split):  # a streamed split (data/stream.py) batches itself
+        return split.loader(batch_size, shuffle=shuffle, seed=seed)
     # A last training batch of one sample breaks BatchNorm; dropping it loses one image an epoch.
     drop_last = shuffle and len(split) % batch_size == 1
     generator = torch.Generator().manual_seed(seed) if shuffle else None

@@ -38,7 +38,8 @@ COMMON_KEYS = frozenset({"name", "classes", "max_per_class", "val_split", "test_
                          "split_seed", "image_size", "channels", "normalization"})
 # Accepted by every source though not every source reads them: they choose how data is fetched
 # or cached, never which images are trained on (tests and shared configs set cache: false).
-HARMLESS_KEYS = frozenset({"download", "cache", "decode_cache", "cache_dir"})
+HARMLESS_KEYS = frozenset({"download", "cache", "decode_cache", "cache_dir", "workers",
+                           "shuffle_buffer"})
 # The keys each source reads beyond COMMON_KEYS; a key set to anything but its default for a
 # source that ignores it is refused, so a typo never silently trains on other data.
 SOURCE_KEYS: dict[str, frozenset[str]] = {}
@@ -222,3 +223,6 @@ for _name, _spec in _TORCHVISION.items():
     uses_keys(_name, "root", "download", "cache_dir")
 
 
+# Registers tfrecord and webdataset (indexed, then decoded or streamed); imported last because
+# it registers into DATASETS.
+from cnnlab.data import stream_sources  # noqa: E402,F401
