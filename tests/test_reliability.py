@@ -288,6 +288,10 @@ CASES: list[Case] = [
     Case("config-ignored-key", "config", "`data.root` set with `data.name: digits`",
          lambda c: ["run", c.write(c.config({"name": "digits", "root": "/nonexistent"}))], 2,
          ("`data.root` is not used by `digits`",)),
+    Case("config-brightness-mode", "config", "`brightness: {factor: 0.1, mode: times}`",
+         lambda c: ["run", c.write(c.config(augment=[{"brightness": {"factor": 0.1,
+                                                                      "mode": "times"}}]))], 2,
+         ("augment", "mode", "'add'", "'multiply'")),
     # names and where runs go
     Case("name-dotdot", "paths", "`--set name=../../x`", _name("../../x"), 2,
          ("name", "'..'"), _nothing_outside),

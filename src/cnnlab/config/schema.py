@@ -136,9 +136,14 @@ class Translation(Strict):
 
 
 class Brightness(Strict):
-    """Keras RandomBrightness: add up to +-``factor`` of the value range."""
+    """Brightness jitter: ``add`` is Keras RandomBrightness (add up to +-``factor`` of the value
+    range); ``multiply`` is ImageDataGenerator(brightness_range=[1-factor, 1+factor])."""
     type: Literal["brightness"]
     factor: Annotated[float, Field(ge=0.0, le=1.0)]
+    mode: Literal["add", "multiply"] = Field(
+        "add", description="add: x + U(-factor, factor) * value range (Keras RandomBrightness); "
+        "multiply: x * U(1-factor, 1+factor) (Keras ImageDataGenerator brightness_range, "
+        "as report 004 used); both clip to the value range")
 
 
 class Contrast(Strict):
