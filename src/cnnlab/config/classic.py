@@ -46,6 +46,10 @@ class ResNetCifarConfig(Strict):
     dropout: _Fraction = Field(0.0, description="dropout rate before the output layer")
     init: _Init = Field("he_normal", description="kernel initialiser of convs and the output layer")
     bn_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.99, description=_BN_MOMENTUM_DOC)
+    pool: Literal["global_avg", "avg2x2_flatten"] = Field(
+        "global_avg", description="global_avg: GlobalAveragePooling2D (He et al.); "
+        "avg2x2_flatten: AveragePooling2D() (2x2, stride 2, valid) + Flatten, as report 001's "
+        "Keras code had it (28x28 input: 7x7x64 -> 3x3x64 -> 576 features)")
 
     @field_validator("depth")
     @classmethod
