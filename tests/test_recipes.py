@@ -194,7 +194,7 @@ PRETRAINED = [r for r in RECIPES if r.name.startswith("report004/")
 @pytest.mark.parametrize("recipe", PRETRAINED, ids=lambda r: r.name)
 def test_pretrained_recipes_fail_fast_offline_naming_the_file(recipe: Recipe, tmp_path,
                                                               monkeypatch):
-    from cnnlab.models.backbone import preflight
+    from cnnlab.models.backbones import preflight
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -19,7 +19,7 @@ from cnnlab.data.sources import check_source_keys
 from cnnlab.errors import RunError
 from cnnlab.evaluate import EvalResult, evaluate
 from cnnlab.models import build_model, summarize
-from cnnlab.models.backbone import preflight as preflight_weights
+from cnnlab.models.backbones import preflight as preflight_weights
 from cnnlab.report.plots import plot_confusion_matrix, plot_curves
 from cnnlab.report.tables import per_class_csv_rows
 from cnnlab.report.wide import wide_csv_rows, wide_fields, wide_markdown
@@ -181,7 +181,7 @@ def _work_in(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) -> RunOutcom
     return RunOutcome(run_dir, {"status": "worker", "name": cfg.name}, "")
 
 
-# ----------------------------------------------- transfer learning (models/backbone.py)
+# ----------------------------------------------- transfer learning (models/backbones/)
 
 def _backbone_stages(net, in_shape) -> str:
     """A backbone's per-stage table (trainable / frozen), appended to summary.txt."""

@@ -4,9 +4,6 @@ Each is selected by ``model.name`` and built by the module of the same name unde
 :mod:`cnnlab.models`. Defaults are what a Keras user writing the net by hand would use
 (``he_normal`` for the ResNet as the Keras CIFAR example has it, ``glorot_uniform`` elsewhere,
 BatchNorm momentum 0.99 and epsilon 1e-3 in Keras's meaning).
-
-This module is imported by :mod:`cnnlab.config.schema`, so it defines its own small types
-rather than importing the schema's.
 """
 
 from __future__ import annotations
@@ -16,9 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
+from cnnlab.config.common import Fraction as _Fraction
+from cnnlab.config.common import PositiveInt as _PositiveInt
 
-_PositiveInt = Annotated[int, Field(gt=0)]
-_Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 _NonNegative = Annotated[float, Field(ge=0.0)]
 _Init = Literal["he_normal", "glorot_uniform", "torch"]
 _BatchNormPlacement = Literal["none", "before_activation", "after_activation"]
