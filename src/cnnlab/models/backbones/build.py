@@ -75,6 +75,8 @@ def build_backbone(cfg: BackboneModelConfig, in_shape: InShape, num_classes: int
             isinstance(cfg.pretrained, str) or cfg.source == "cnnlab"):
         # After the trace: modules the features do not use are gone, so need no tensors.
         state = load_tensors(weights.path)
+        if weights.convert is not None:
+            state = weights.convert(state)
         info["loaded"] = load_matching(model, state, f"model.pretrained ({weights.path})")
         if "mean" in state and "std" in state:  # a cnnlab Classifier's own input scaling
             file_normalization = (tuple(state["mean"].flatten().tolist()),

