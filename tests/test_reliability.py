@@ -362,6 +362,17 @@ CASES: list[Case] = [
     Case("weights-shapes", "weights", "tensors of other shapes than the backbone's",
          _weights("shapes"), 2, ("shapes differ",)),
     # run folders
+    Case("weights-package-unknown", "weights", "`pretrained: package:efficientnet_lite9`",
+         lambda c: ["run", c.write({**c.config(), "model": {
+             "name": "backbone", "backbone": "timm:tf_efficientnet_lite0",
+             "pretrained": "package:efficientnet_lite9"}})], 2,
+         ("no weights package", "package:efficientnet_lite0")),
+    Case("weights-package-other-arch", "weights", "`pretrained: package:efficientnet_lite0` "
+         "with `backbone: timm:efficientnet_lite0` (other padding)",
+         lambda c: ["run", c.write({**c.config(), "model": {
+             "name": "backbone", "backbone": "timm:efficientnet_lite0",
+             "pretrained": "package:efficientnet_lite0"}})], 2,
+         ("must be timm:tf_efficientnet_lite0",)),
     Case("run-not-a-run", "run folder", "`cnnlab resume` of a folder that is not a run",
          lambda c: ["resume", str(c.tmp)], 2, ("not a cnnlab run folder",)),
     Case("run-completed", "run folder", "`cnnlab resume` of a completed run",
