@@ -31,13 +31,16 @@ Structure of the built module (:class:`BackboneNet`), which is also what the sum
   ``<torch hub>/checkpoints`` for torchvision and timm's URL weights) and downloads only when
   the host answers within a few seconds; offline it fails at once with a ConfigError naming
   the file and the folder it belongs in. ``pretrained: <file>`` loads a .safetensors or torch
-  state dict (``weights_only=True``) whose keys are the library model's, under any prefix.
+  state dict (``weights_only=True``) whose keys are the library model's, under any prefix;
+  ``pretrained: package:<name>`` takes weights shipped in a pip package, converted to the
+  library model's keys.
 
 Where things are, by task::
 
     catalogue.py  which names exist (timm / torchvision), close-name hints, the listing
     weights.py    where pretrained weights come from (caches, download, offline errors)
-    keys.py       reading a weights file and fitting its keys to the model
+    packages.py   weights shipped in pip packages (package:efficientnet_lite0)
+    keys.py       reading a weights file, fitting its keys, converting by module order
     resize.py     resizing inside the model (model.input_size)
     features.py   the feature extractor, and the trace that finds its layers
     freeze.py     unfreeze selections, stages, the two-phase finetune plan
