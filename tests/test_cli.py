@@ -11,7 +11,8 @@ import yaml
 from conftest import cli, make_image_folder, tiny_experiment
 
 RUN_FILES = ["config.yaml", "summary.txt", "history.csv", "metrics.json", "per_class.csv",
-             "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "model.safetensors"]
+             "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "model.safetensors",
+             "metrics_wide.csv", "metrics_wide.md"]
 
 
 

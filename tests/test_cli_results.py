@@ -148,7 +148,11 @@ def test_report_writes_markdown_and_self_contained_html(lab, capsys):
     sizes = [int(m) for m in re.findall(r"^\| \w+ \| (\d+) \|", table, flags=re.M)]
     assert sizes and sizes == sorted(sizes, reverse=True)
 
+    # Report 000's wide table, with its definitions, after the long one.
+    wide = md.split("### Metrics, wide (test; report 000 layout)")[1]
+    assert "| metric | Global |" in wide and "| Accuracy |" in wide and "balanced accuracy" in wide
     page = (run / "report.html").read_text()
+    assert "F1 Score" in page and "micro-averaged" in page
     assert page.count('src="data:image/png;base64,') == 3
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loaded from elsewhere
     predictions = list(csv.DictReader((run / "predictions.csv").open()))
@@ -241,7 +245,7 @@ def test_evaluate_writes_an_evaluation_folder(folder_run, tmp_path, capsys):
     assert code == 0, err
     (eval_dir,) = (folder_run / "evaluations").iterdir()
     for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png",
-                 "predictions.csv"):
+                 "predictions.csv", "metrics_wide.csv", "metrics_wide.md"):
         assert (eval_dir / name).is_file(), name
     record = json.loads((eval_dir / "metrics.json").read_text())
     assert record["kind"] == "evaluation" and record["eval"]["n"] == 10

@@ -36,7 +36,14 @@ EXPECTED = {
                                   "08_batch256", "09_early_stopping", "10_augmentation")),
     "report003/final_vgg", "report003/final_vgg_sgd", "report003/squeezenet_scratch",
     *(f"report004/{net}_{px}" for net in ("guaxinim_cnn", "deeper_cnn") for px in (32, 64)),
+    # Report 004's other rows: the MobileNetV2 table at 96 and 224, the two base models it ran
+    # without printing a row, and the closing table's local CNNs.
+    "report004/mobilenetv2_96", "report004/mobilenetv2_224", "report004/densenet169_96",
+    "report004/nasnet_224", "report004/local_cnn1_32", "report004/local_cnn2_32",
+    "report004/local_cnn2_64",
 }
+# 85M parameters at 1.5 s a step on 2 cores: the smoke test of this one is marked slow.
+SLOW_SMOKE = {"report004/nasnet_224"}
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -165,6 +172,42 @@ def test_recipes_are_what_the_reports_describe():
             assert cfg.data.name == "cifar10" and (cfg.data.image_size or 32) == px
             assert (cfg.data.val_split, cfg.data.test_split) == (0.1, 0.0)
     assert load_config(recipes["report003/squeezenet_scratch"].path).model.name == "squeezenet"
+    for name, backbone, size in (("mobilenetv2_96", "timm:mobilenetv2_100", 96),
+                                 ("mobilenetv2_224", "timm:mobilenetv2_100", 224),
+                                 ("densenet169_96", "timm:densenet169", 96),
+                                 ("nasnet_224", "timm:nasnetalarge", 224)):
+        cfg = load_config(recipes[f"report004/{name}"].path)
+        assert cfg.model.backbone == backbone and cfg.model.pretrained is True
+        assert (cfg.model.input_size or cfg.data.image_size) == size
+    # Report 004's augmentation is ImageDataGenerator's: brightness_range is multiplicative.
+    for recipe in recipes.values():
+        if recipe.name.startswith("report004/"):
+            specs = load_config(recipe.path).augment
+            assert [a.mode for a in specs if a.type == "brightness"] == ["multiply"], recipe.name
+    # Report 001's ResNet head is AveragePooling2D() + Flatten, as its code has it.
+    for k in (5, 10):
+        cfg = load_config(recipes[f"report001/resnet20_{k}classes"].path)
+        assert cfg.model.pool == "avg2x2_flatten"
+
+
+PRETRAINED = [r for r in RECIPES if r.name.startswith("report004/")
+              and getattr(load_config(r.path).model, "pretrained", False) is True]
+
+
+@pytest.mark.parametrize("recipe", PRETRAINED, ids=lambda r: r.name)
+def test_pretrained_recipes_fail_fast_offline_naming_the_file(recipe: Recipe, tmp_path,
+                                                              monkeypatch):
+    from cnnlab.models.backbones import preflight
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    cfg = load_config(recipe.path)
+    with pytest.raises(ConfigError) as caught:
+        preflight(cfg.model)
+    message = str(caught.value)
+    assert "not on this machine" in message and "pretrained: false" in message
+    assert cfg.model.backbone.split(":")[1] in message
 
 
 # -------------------------------------------------------------------------------- smoke
@@ -186,7 +229,9 @@ def tiny_npz(path: Path, classes: list[str], channels: int, size: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("recipe", NPZ_SMOKE, ids=lambda r: r.name)
+@pytest.mark.parametrize("recipe", [
+    pytest.param(r, marks=pytest.mark.slow) if r.name in SLOW_SMOKE else r for r in NPZ_SMOKE],
+    ids=lambda r: r.name)
 def test_recipe_trains_one_epoch_on_tiny_data_of_its_shape(recipe: Recipe, tmp_path):
     cfg = load_config(recipe.path)
     data = cfg.data

@@ -348,6 +348,10 @@ CASES: list[Case] = [
     Case("config-ignored-key", "config", "`data.root` set with `data.name: digits`",
          lambda c: ["run", c.write(c.config({"name": "digits", "root": "/nonexistent"}))], 2,
          ("`data.root` is not used by `digits`",)),
+    Case("config-brightness-mode", "config", "`brightness: {factor: 0.1, mode: times}`",
+         lambda c: ["run", c.write(c.config(augment=[{"brightness": {"factor": 0.1,
+                                                                      "mode": "times"}}]))], 2,
+         ("augment", "mode", "'add'", "'multiply'")),
     # names and where runs go
     Case("name-dotdot", "paths", "`--set name=../../x`", _name("../../x"), 2,
          ("name", "'..'"), _nothing_outside),
@@ -446,6 +450,17 @@ CASES: list[Case] = [
     Case("weights-shapes", "weights", "tensors of other shapes than the backbone's",
          _weights("shapes"), 2, ("shapes differ",)),
     # run folders
+    Case("weights-package-unknown", "weights", "`pretrained: package:efficientnet_lite9`",
+         lambda c: ["run", c.write({**c.config(), "model": {
+             "name": "backbone", "backbone": "timm:tf_efficientnet_lite0",
+             "pretrained": "package:efficientnet_lite9"}})], 2,
+         ("no weights package", "package:efficientnet_lite0")),
+    Case("weights-package-other-arch", "weights", "`pretrained: package:efficientnet_lite0` "
+         "with `backbone: timm:efficientnet_lite0` (other padding)",
+         lambda c: ["run", c.write({**c.config(), "model": {
+             "name": "backbone", "backbone": "timm:efficientnet_lite0",
+             "pretrained": "package:efficientnet_lite0"}})], 2,
+         ("must be timm:tf_efficientnet_lite0",)),
     Case("run-not-a-run", "run folder", "`cnnlab resume` of a folder that is not a run",
          lambda c: ["resume", str(c.tmp)], 2, ("not a cnnlab run folder",)),
     Case("run-completed", "run folder", "`cnnlab resume` of a completed run",

@@ -348,7 +348,7 @@ def models(pattern: str = typer.Argument("*", help="glob over names"),
                                           "whether their weights are on this machine")) -> None:
     """List the model builders (or, with --backbones, the backbone names)."""
     if backbones:
-        from cnnlab.models.backbones_list import list_backbones
+        from cnnlab.models.backbones import list_backbones
 
         rows = list_backbones(pattern)
         table = Table(title="backbones", caption="weights: offline = cached here, download = "

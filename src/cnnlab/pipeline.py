@@ -19,9 +19,10 @@ from cnnlab.data.sources import check_source_keys
 from cnnlab.errors import RunError
 from cnnlab.evaluate import EvalResult, evaluate
 from cnnlab.models import build_model, summarize
-from cnnlab.models.backbone import preflight as preflight_weights
+from cnnlab.models.backbones import preflight as preflight_weights
 from cnnlab.report.plots import plot_confusion_matrix, plot_curves
 from cnnlab.report.tables import per_class_csv_rows
+from cnnlab.report.wide import wide_csv_rows, wide_fields, wide_markdown
 from cnnlab.store import (environment, new_run_dir, open_run, read_history, read_json,
                           safe_output_path, save_weights, write_csv,
                           write_json, write_text, write_yaml)
@@ -191,7 +192,7 @@ def _work_in(run_dir: Path, cfg: ExperimentConfig, *, resume: bool) -> RunOutcom
     return RunOutcome(run_dir, {"status": "worker", "name": cfg.name}, "")
 
 
-# ----------------------------------------------- transfer learning (models/backbone.py)
+# ----------------------------------------------- transfer learning (models/backbones/)
 
 def _backbone_stages(net, in_shape) -> str:
     """A backbone's per-stage table (trainable / frozen), appended to summary.txt."""
@@ -268,6 +269,7 @@ def _write_result_files(run_dir: Path, cfg: ExperimentConfig, data: DataBundle,
     rows = [{"split": split, **row} for split, r in results.items()
             for row in per_class_csv_rows(r.metrics)]
     write_csv(run_dir / "per_class.csv", rows, PER_CLASS_FIELDS)
+    write_wide_tables(run_dir, {split: r.metrics for split, r in results.items()})
     primary_split = "test" if "test" in results else next(iter(results), None)
     if primary_split is not None:
         cm = results[primary_split].metrics["confusion_matrix"]
@@ -281,6 +283,14 @@ def _write_result_files(run_dir: Path, cfg: ExperimentConfig, data: DataBundle,
 
 
 
+def write_wide_tables(run_dir: Path, scored: dict[str, dict]) -> None:
+    """metrics_wide.csv (every split, a ``split`` column) and metrics_wide.md (report 000)."""
+    if not scored:
+        return
+    first = next(iter(scored.values()))
+    rows = [row for split, metrics in scored.items() for row in wide_csv_rows(metrics, split)]
+    write_csv(run_dir / "metrics_wide.csv", rows, wide_fields(first))
+    write_text(run_dir / "metrics_wide.md", wide_markdown(scored))
 
 
 # ------------------------------------------------------------------ results of saved runs
@@ -403,6 +413,7 @@ def evaluate_run(run_dir: Path, *, data_name: str = "imagefolder", data_root: Pa
               "eval": metrics, "predict_images_per_s": speed, **environment()}
     rows = [{"split": "eval", **row} for row in per_class_csv_rows(metrics)]
     write_csv(eval_dir / "per_class.csv", rows, PER_CLASS_FIELDS)
+    write_wide_tables(eval_dir, {"eval": metrics})
     cm = metrics["confusion_matrix"]
     write_csv(eval_dir / "confusion_matrix.csv",
               [{"true": name, **dict(zip(saved.classes, counts))}

@@ -43,6 +43,7 @@ ALL_SPECS = [
     Zoom(type="zoom", factor=0.3, fill_mode="nearest"),
     Translation(type="translation", factor=0.3, fill_mode="reflect"),
     Brightness(type="brightness", factor=0.5),
+    Brightness(type="brightness", factor=0.5, mode="multiply"),
     Contrast(type="contrast", factor=0.9),
     RandomCrop(type="random_crop", padding=3, pad_mode="reflect"),
     RandomCrop(type="random_crop", padding=3, pad_mode="constant"),
@@ -96,6 +97,7 @@ def test_flip_each_sample_is_one_of_the_mirrors_about_evenly(mode, ops):
     Zoom(type="zoom", factor=0.0),
     Translation(type="translation", factor=0.0),
     Brightness(type="brightness", factor=0.0),
+    Brightness(type="brightness", factor=0.0, mode="multiply"),
     Contrast(type="contrast", factor=0.0),
 ], ids=lambda s: s.type)
 def test_factor_zero_is_identity(spec):
@@ -143,6 +145,24 @@ def test_random_crop_returns_windows_of_the_padded_input(pad_mode):
         assert found, f"sample {b} is not a window of its padded image"
         offsets.add(found[0])
     assert len(offsets) > 5  # offsets are drawn per sample
+
+
+def test_multiplicative_brightness_scales_each_sample_like_imagedatagenerator():
+    # brightness_range=[0.9, 1.1]: every pixel of a sample times one factor in [0.9, 1.1].
+    x = torch.linspace(1.0, 0.8 * VR, 16).view(1, 1, 4, 4).repeat(64, 3, 1, 1)
+    out = _apply(Brightness(type="brightness", factor=0.1, mode="multiply"), x)
+    ratio = out / x
+    per_sample = ratio[:, 0, 0, 0]
+    torch.testing.assert_close(ratio, per_sample.view(-1, 1, 1, 1).expand_as(ratio))
+    assert per_sample.min() >= 0.9 - 1e-5 and per_sample.max() <= 1.1 + 1e-5
+    assert per_sample.min() < 0.97 and per_sample.max() > 1.03  # drawn, not a constant
+    # Black stays black (unlike the additive mode), and the top of the range clips.
+    black = torch.zeros(8, 3, 2, 2)
+    spec = Brightness(type="brightness", factor=0.1, mode="multiply")
+    assert torch.equal(_apply(spec, black), black)
+    bright = _apply(Brightness(type="brightness", factor=0.5, mode="multiply"),
+                    torch.full((64, 3, 2, 2), VR))
+    assert bright.max() <= VR and bright.min() < VR
 
 
 def test_brightness_adds_one_bounded_delta_per_sample():

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from cnnlab.config.schema import ModelConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, summarize
-from cnnlab.models.backbone import BackboneNet
+from cnnlab.models.backbones import BackboneNet
 
 # Report name -> backbone spec. Report 003: ResNet50, VGG16, SqueezeNet; report 004:
 # MobileNetV2, ResNet50V2, ConvNeXt-Tiny, NASNet, DenseNet169. NASNet is timm's NASNet-A
@@ -314,7 +314,7 @@ def test_an_unanswering_network_is_given_up_within_seconds(no_weights_anywhere, 
 
 def test_skip_pretrained_weights_builds_the_same_net_offline(no_weights_anywhere) -> None:
     """What a saved run needs: the architecture, freezing and scaling, but no weight files."""
-    from cnnlab.models.backbone import skip_pretrained_weights
+    from cnnlab.models.backbones import skip_pretrained_weights
 
     cfg = model_cfg(backbone="timm:mobilenetv2_050", pretrained=True, unfreeze={"last": 3})
     with skip_pretrained_weights():

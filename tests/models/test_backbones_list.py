@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from cnnlab.cli import main
-from cnnlab.models.backbones_list import list_backbones
+from cnnlab.models.backbones import list_backbones
 
 
 def test_reports_backbones_are_listed_with_their_cache_state(tmp_path, monkeypatch):

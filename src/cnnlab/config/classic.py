@@ -4,9 +4,6 @@ Each is selected by ``model.name`` and built by the module of the same name unde
 :mod:`cnnlab.models`. Defaults are what a Keras user writing the net by hand would use
 (``he_normal`` for the ResNet as the Keras CIFAR example has it, ``glorot_uniform`` elsewhere,
 BatchNorm momentum 0.99 and epsilon 1e-3 in Keras's meaning).
-
-This module is imported by :mod:`cnnlab.config.schema`, so it defines its own small types
-rather than importing the schema's.
 """
 
 from __future__ import annotations
@@ -16,9 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
+from cnnlab.config.common import Fraction as _Fraction
+from cnnlab.config.common import PositiveInt as _PositiveInt
 
-_PositiveInt = Annotated[int, Field(gt=0)]
-_Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 _NonNegative = Annotated[float, Field(ge=0.0)]
 _Init = Literal["he_normal", "glorot_uniform", "torch"]
 _BatchNormPlacement = Literal["none", "before_activation", "after_activation"]
@@ -46,6 +43,10 @@ class ResNetCifarConfig(Strict):
     dropout: _Fraction = Field(0.0, description="dropout rate before the output layer")
     init: _Init = Field("he_normal", description="kernel initialiser of convs and the output layer")
     bn_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.99, description=_BN_MOMENTUM_DOC)
+    pool: Literal["global_avg", "avg2x2_flatten"] = Field(
+        "global_avg", description="global_avg: GlobalAveragePooling2D (He et al.); "
+        "avg2x2_flatten: AveragePooling2D() (2x2, stride 2, valid) + Flatten, as report 001's "
+        "Keras code had it (28x28 input: 7x7x64 -> 3x3x64 -> 576 features)")
 
     @field_validator("depth")
     @classmethod

@@ -28,34 +28,17 @@ from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import Strict
 from cnnlab.config.shards import Files, RecordKeys
-
-Activation = Literal[
-    "relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "tanh", "swish", "silu",
-    "softplus", "softmax", "linear",
-]
-Padding = Literal["same", "valid"]
-FillMode = Literal["reflect", "constant", "nearest"]
-Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
-Mode = Literal["auto", "min", "max"]
-PositiveInt = Annotated[int, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
-
-
-
-
-def _one_key_mapping_to_tagged(value: Any, tag: str = "type") -> Any:
-    """``{conv2d: {filters: 32}}`` -> ``{type: conv2d, filters: 32}`` (also accepts a bare name)."""
-    if isinstance(value, str):
-        return {tag: value}
-    if isinstance(value, dict) and tag not in value and len(value) == 1:
-        (name, params), = value.items()
-        if params is None:
-            params = {}
-        if isinstance(params, dict):
-            return {tag: name, **params}
-    return value
-
+from cnnlab.config.common import (  # noqa: F401  re-exported: the schema's names
+    Activation, FillMode, Fraction, IntPair, Mode, Monitor, Padding, PositiveInt,
+    one_key_mapping_to_tagged as _one_key_mapping_to_tagged,
+)
+from cnnlab.config.layers import (  # noqa: F401  re-exported: the schema's names
+    ActivationLayer, AvgPool2D, BatchNorm, Conv2D, ConvBlock, Dense, Dropout, Flatten,
+    GlobalAvgPool, LayerSpec, MaxPool2D,
+)
+from cnnlab.config.backbone import BackboneModelConfig
+from cnnlab.config.classic import ResNetCifarConfig, SqueezeNetConfig, VGGConfig
+from cnnlab.config.fastnet import FastNetConfig
 
 # ----------------------------------------------------------------------------------- data
 
@@ -164,9 +147,14 @@ class Translation(Strict):
 
 
 class Brightness(Strict):
-    """Keras RandomBrightness: add up to +-``factor`` of the value range."""
+    """Brightness jitter: ``add`` is Keras RandomBrightness (add up to +-``factor`` of the value
+    range); ``multiply`` is ImageDataGenerator(brightness_range=[1-factor, 1+factor])."""
     type: Literal["brightness"]
     factor: Annotated[float, Field(ge=0.0, le=1.0)]
+    mode: Literal["add", "multiply"] = Field(
+        "add", description="add: x + U(-factor, factor) * value range (Keras RandomBrightness); "
+        "multiply: x * U(1-factor, 1+factor) (Keras ImageDataGenerator brightness_range, "
+        "as report 004 used); both clip to the value range")
 
 
 class Contrast(Strict):
@@ -188,107 +176,8 @@ AugmentSpec = Annotated[
 ]
 
 
-# --------------------------------------------------------------------------------- layers
-
-class _Layer(Strict):
-    name: str | None = Field(None, description="layer name in the summary (Keras-style default)")
-
-
-class Conv2D(_Layer):
-    type: Literal["conv2d"]
-    filters: PositiveInt
-    kernel: IntPair = 3
-    strides: IntPair = 1
-    padding: Padding = "valid"
-    activation: Activation | None = None
-    use_bias: bool = True
-    l2: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class MaxPool2D(_Layer):
-    type: Literal["maxpool2d"]
-    pool: IntPair = 2
-    strides: IntPair | None = None
-    padding: Padding = "valid"
-
-
-class AvgPool2D(_Layer):
-    type: Literal["avgpool2d"]
-    pool: IntPair = 2
-    strides: IntPair | None = None
-    padding: Padding = "valid"
-
-
-class GlobalAvgPool(_Layer):
-    type: Literal["global_avg_pool"]
-
-
-class BatchNorm(_Layer):
-    type: Literal["batchnorm"]
-    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        0.99, description="Keras meaning: weight of the old running statistics")
-    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
-
-
-class ActivationLayer(_Layer):
-    type: Literal["activation"]
-    activation: Activation
-
-
-class Dropout(_Layer):
-    type: Literal["dropout"]
-    rate: Fraction
-
-
-class Flatten(_Layer):
-    type: Literal["flatten"]
-
-
-class Dense(_Layer):
-    type: Literal["dense"]
-    units: PositiveInt
-    activation: Activation | None = None
-    use_bias: bool = True
-    l2: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class ConvBlock(_Layer):
-    """``convs`` convolutions, then optional pooling and dropout, repeated once per width.
-
-    ``filters: [32, 64, 128]`` writes three blocks; ``dropout`` may be one rate or one per block.
-    ``batchnorm`` places BatchNorm before or after the activation (report 003 puts it before
-    ReLU, report 002 after).
-    """
-
-    type: Literal["conv_block"]
-    filters: PositiveInt | list[PositiveInt]
-    convs: PositiveInt = 2
-    kernel: IntPair = 3
-    padding: Padding = "same"
-    activation: Activation = "relu"
-    batchnorm: Literal["none", "before_activation", "after_activation"] = "none"
-    bn_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        0.99, description="Keras meaning; lower it (e.g. 0.9) when an epoch has few steps")
-    pool: IntPair | None = 2
-    dropout: Fraction | list[Fraction] = 0.0
-    l2: Annotated[float, Field(ge=0.0)] = 0.0
-
-    @model_validator(mode="after")
-    def _dropout_per_block(self) -> "ConvBlock":
-        widths = self.filters if isinstance(self.filters, list) else [self.filters]
-        if isinstance(self.dropout, list) and len(self.dropout) != len(widths):
-            raise ValueError(f"dropout has {len(self.dropout)} rates for {len(widths)} blocks")
-        return self
-
-
-LayerSpec = Annotated[
-    Union[Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool, BatchNorm, ActivationLayer, Dropout,
-          Flatten, Dense, ConvBlock],
-    Field(discriminator="type"),
-]
-
-
 # --------------------------------------------------------------------------------- models
+# (the layer specs, Conv2D ... ConvBlock and LayerSpec, are in cnnlab.config.layers)
 
 class SequentialModelConfig(Strict):
     """A Keras-style stack of layers; the output Dense layer is sized to the dataset's classes."""
@@ -306,11 +195,6 @@ class SequentialModelConfig(Strict):
             return [_one_key_mapping_to_tagged(v) for v in value]
         return value
 
-
-# Imported here, after the layer specs they may use (e.g. a backbone's head), to avoid a cycle.
-from cnnlab.config.backbone import BackboneModelConfig  # noqa: E402
-from cnnlab.config.classic import ResNetCifarConfig, SqueezeNetConfig, VGGConfig  # noqa: E402
-from cnnlab.config.fastnet import FastNetConfig  # noqa: E402
 
 ModelConfig = Annotated[
     Union[SequentialModelConfig, ResNetCifarConfig, SqueezeNetConfig, VGGConfig,

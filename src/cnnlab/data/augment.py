@@ -126,11 +126,29 @@ def translation(x: Tensor, spec: Translation, *, value_range: float = 255.0,
     return _affine(x, theta, spec.fill_mode, value_range)
 
 
-@AUGMENTATIONS.register("brightness", "add up to +-factor of the value range")
+def _add_brightness(x: Tensor, factor: float, value_range: float,
+                    generator: torch.Generator | None) -> Tensor:
+    delta = _uniform(x.shape[0], -factor, factor, x, generator) * value_range
+    return x + _per_sample(delta).to(x.dtype)
+
+
+def _multiply_brightness(x: Tensor, factor: float, value_range: float,
+                         generator: torch.Generator | None) -> Tensor:
+    # ImageDataGenerator's brightness_range goes through PIL's ImageEnhance.Brightness, which
+    # blends with a black image: a plain per-image scale of every pixel.
+    scale = _uniform(x.shape[0], 1.0 - factor, 1.0 + factor, x, generator)
+    return x * _per_sample(scale).to(x.dtype)
+
+
+_BRIGHTNESS_MODES = {"add": _add_brightness, "multiply": _multiply_brightness}
+
+
+@AUGMENTATIONS.register("brightness", "add up to +-factor of the value range, or (mode: "
+                        "multiply) scale by [1-factor, 1+factor]")
 def brightness(x: Tensor, spec: Brightness, *, value_range: float = 255.0,
                generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
-    delta = _uniform(x.shape[0], -spec.factor, spec.factor, x, generator) * value_range
-    return (x + _per_sample(delta).to(x.dtype)).clamp_(0.0, value_range)
+    out = _BRIGHTNESS_MODES[spec.mode](x, spec.factor, value_range, generator)
+    return out.clamp_(0.0, value_range)
 
 
 @AUGMENTATIONS.register("contrast", "scale deviations from each image's channel means")

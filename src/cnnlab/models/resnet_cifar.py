@@ -5,15 +5,16 @@ BatchNorm + ReLU stem of ``width`` filters, three stages of n residual blocks wi
 ``width``, ``2 * width`` and ``4 * width`` filters, each block ``conv3x3 - BN - ReLU - conv3x3
 - BN``, added to the shortcut, then ReLU. The first block of stages 2 and 3 uses stride 2, and
 its shortcut is a 1x1 stride-2 conv (projection, no BatchNorm); every other shortcut is the
-identity. Then global average pooling, optional dropout and the Dense output layer.
+identity. Then global average pooling (or, with ``pool: avg2x2_flatten``, report 001's
+Keras ``AveragePooling2D()`` + ``Flatten``), optional dropout and the Dense output layer.
 
 Convs keep their biases (Keras's default), so ``depth: 20`` with 10 classes has 274,442
 parameters counted as Keras counts them (273,066 trainable plus 1,376 BatchNorm statistics):
 the 0.27M of He et al. Conv kernels carry ``l2`` the way :mod:`cnnlab.models.layers` stores it,
 so :func:`cnnlab.models.l2_penalty` adds it to the loss.
 
-Top-level children are ``stem``, ``stage1``..``stage3``, ``pool``, (``dropout``) and ``head``,
-one summary row each.
+Top-level children are ``stem``, ``stage1``..``stage3``, ``pool``, (``flatten``),
+(``dropout``) and ``head``, one summary row each.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import torch
 from torch import nn
 
 from cnnlab.config.classic import ResNetCifarConfig
+from cnnlab.errors import ConfigError
 from cnnlab.models.factory import MODELS, InShape
-from cnnlab.models.layers import INITIALIZERS, ConvLayer, DenseLayer, GlobalAvgPoolLayer
+from cnnlab.models.layers import (INITIALIZERS, ConvLayer, DenseLayer, GlobalAvgPoolLayer,
+                                  PoolLayer)
 
 Size = tuple[int, int]
 
@@ -121,11 +124,25 @@ class ResnetCifar(nn.Module):
             for name, block in blocks:
                 stage.add_module(name, block)
             self.add_module(f"stage{index + 1}", stage)
-        self.pool = GlobalAvgPoolLayer()
+        features = self._add_pool(cfg, in_channels, size)
         if cfg.dropout > 0:
             self.dropout = nn.Dropout(cfg.dropout)
-        self.head = DenseLayer(in_channels, num_classes, activation=None, l2=cfg.head_l2)
+        self.head = DenseLayer(features, num_classes, activation=None, l2=cfg.head_l2)
         INITIALIZERS.get(cfg.init)(self.head.linear)
+
+    def _add_pool(self, cfg: ResNetCifarConfig, channels: int, size: Size) -> int:
+        """Add the pooling children (forward runs children in order); return the head's inputs."""
+        if cfg.pool == "global_avg":
+            self.pool = GlobalAvgPoolLayer()  # (B, C, H, W) -> (B, C)
+            return channels
+        if min(size) < 2:
+            raise ConfigError(f"model.pool: avg2x2_flatten needs the last stage's output to be at "
+                              f"least 2x2, but this input gives {size[0]}x{size[1]}; use "
+                              f"pool: global_avg or a larger data.image_size.")
+        # Keras AveragePooling2D() defaults: 2x2 window, stride 2, 'valid' (odd sizes floor).
+        self.pool = PoolLayer("avg", pool=(2, 2), stride=(2, 2), padding="valid", in_size=size)
+        self.flatten = nn.Flatten()  # (B, C, H//2, W//2) -> (B, C * H//2 * W//2)
+        return channels * (size[0] // 2) * (size[1] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.children():

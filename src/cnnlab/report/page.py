@@ -20,6 +20,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.report.document import (Block, Bullets, Code, Heading, Image, Paragraph, TableBlock,
                                     render_html, render_markdown)
 from cnnlab.report.observations import ACCURACY_GAP, LOSS_GAP, f1_deltas, observations
+from cnnlab.report.wide import wide_block
 from cnnlab.store import open_run, read_history, write_csv, write_text
 from cnnlab.store.catalog import RunRecord, read_run
 
@@ -147,6 +148,8 @@ def build_blocks(run: RunRecord, split: str | None, hard: HardExamples | None,
     blocks.append(Heading(2, f"Metrics ({split})" if split else "Metrics"))
     if split:
         blocks.append(per_class_block(metrics[split]))
+        blocks.append(Heading(2, f"Metrics, wide ({split}; report 000 layout)"))
+        blocks.append(wide_block(metrics[split]))
         other_split = "val" if split == "test" else None
         if other_split and isinstance(metrics.get(other_split), Mapping):
             scored = metrics[other_split]

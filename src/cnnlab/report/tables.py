@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from rich.table import Table
 
-__all__ = ["per_class_csv_rows", "per_class_table"]
+__all__ = ["classes_by_support", "per_class_csv_rows", "per_class_table"]
 
 _COLUMNS = ("recall", "precision", "specificity", "f1")
 
 
-def _by_support(metrics: dict) -> list[tuple[str, dict]]:
+def classes_by_support(metrics: dict) -> list[tuple[str, dict]]:
     # sorted() is stable, so classes of equal support keep their class-index order.
     return sorted(metrics["per_class"].items(), key=lambda item: -int(item[1]["support"]))
 
@@ -37,7 +37,7 @@ def per_class_table(metrics: dict, title: str = "") -> Table:
     for header in ("recall", "precision", "specificity", "F1"):
         table.add_column(header, justify="right")
 
-    for name, row in _by_support(metrics):
+    for name, row in classes_by_support(metrics):
         table.add_row(name, str(row["support"]), *(_fmt(row[col]) for col in _COLUMNS))
 
     n = str(metrics["n"])
@@ -63,5 +63,5 @@ def per_class_csv_rows(metrics: dict) -> list[dict]:
             "specificity": row["specificity"],
             "f1": row["f1"],
         }
-        for name, row in _by_support(metrics)
+        for name, row in classes_by_support(metrics)
     ]

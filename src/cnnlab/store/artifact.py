@@ -16,7 +16,7 @@ from cnnlab.config import ExperimentConfig, validate_config
 from cnnlab.config.load import read_yaml
 from cnnlab.errors import RunError
 from cnnlab.models import build_model
-from cnnlab.models.backbone import skip_pretrained_weights
+from cnnlab.models.backbones import skip_pretrained_weights
 from cnnlab.store.run import open_run, read_json, read_run_json
 from cnnlab.train import Classifier
 

@@ -1,6 +1,6 @@
 """Training side of transfer learning: per-stage learning rates and the unfreezing epoch.
 
-A ``backbone`` model with ``model.finetune`` (see :mod:`cnnlab.models.backbone`) trains in two
+A ``backbone`` model with ``model.finetune`` (see :mod:`cnnlab.models.backbones`) trains in two
 phases: ``frozen_epochs`` epochs with the backbone frozen, then the selected layers train too,
 at ``backbone_lr`` (decayed per stage towards the input by ``lr_decay``).
 
