@@ -192,17 +192,13 @@ def _build(entry: Path, todo: Decoding) -> None:
         skipped = Skipped()
         kept = []
         written = 0
-        if todo.count:
-            target = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+",
-                               shape=(todo.count, *shape))
-            for positions, images in todo.chunks(shape, skipped):
-                target[written:written + len(positions)] = images.numpy()
+        # Chunks are appended with write(), not through a writable map: written pages are
+        # then page cache only, never this process's resident memory, whatever the dataset size.
+        with open(tmp / "images.u8", "wb") as target:
+            for positions, images in (todo.chunks(shape, skipped) if todo.count else ()):
+                target.write(np.ascontiguousarray(images.numpy()).data)
                 written += len(positions)
                 kept.append(positions)
-            target.flush()
-            del target
-            # Skipped files leave the end of the file unused.
-            os.truncate(tmp / "images.u8", written * per_image)
         np.save(tmp / "kept.npy", np.concatenate(kept) if kept else np.zeros(0, np.int64))
         (tmp / "meta.json").write_text(json.dumps(
             {"shape": [written, *shape], "listed": todo.count, "skipped": skipped.files,
