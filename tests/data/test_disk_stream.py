@@ -122,3 +122,26 @@ def test_a_tfrecord_run_with_cache_disk_through_the_cli(tmp_path, capsys) -> Non
     assert data["cache"] == "disk" and Path(data["cache_entry"]).parent == tmp_path / "cache" / "memmap"
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     assert len(entries(tmp_path / "cache")) == 1
+
+
+def test_shards_are_decoded_lazily_a_bounded_chunk_at_a_time(tmp_path, monkeypatch) -> None:
+    import types
+
+    import numpy as np
+
+    from cnnlab.data.decode import Skipped
+
+    monkeypatch.setattr(disk_stream, "BATCH", 4)
+    out = packed(tmp_path, "webdataset", per_class=5, shard_bytes=3000)
+    source = disk_stream.indexed(data_cfg("webdataset", str(out / "*.tar"), tmp_path / "cache"))
+    n = len(source.labels["train"])
+    todo = source.decoding([("train", np.arange(n - 3)), ("train", np.arange(n - 3, n))])
+    chunks = todo.chunks(todo.shape(), Skipped())
+    assert isinstance(chunks, types.GeneratorType)  # nothing decoded before it is asked for
+    sizes, positions = [], []
+    for pos, images in chunks:
+        assert images.shape[1:] == (3, 16, 16) and len(pos) == len(images)
+        sizes.append(len(images))
+        positions.extend(pos.tolist())
+    assert max(sizes) == 4 and todo.count == n == 15
+    assert positions == list(range(n))  # both parts, in order, each position once
