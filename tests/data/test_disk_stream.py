@@ -15,7 +15,7 @@ from cnnlab.data import build_data
 from cnnlab.data import disk_stream
 from cnnlab.errors import DataError
 from conftest import REPO, cli
-from shard_fixtures import packed, png_bytes, write_tar
+from shard_fixtures import mixed_sizes_tar, packed
 
 PATTERN = {"tfrecord": "*.tfrecord", "webdataset": "*.tar"}
 
@@ -94,11 +94,7 @@ def test_the_entry_is_reused_and_a_touched_shard_or_other_preprocessing_is_a_new
 
 
 def test_mixed_sizes_without_image_size_fail_and_leave_no_entry(tmp_path) -> None:
-    members = {}
-    for i in range(6):  # a sample's members are consecutive in a shard
-        members[f"k{i}.png"] = png_bytes(12 if i == 5 else 8)
-        members[f"k{i}.cls"] = str(i % 2).encode()
-    write_tar(tmp_path / "m.tar", members)
+    mixed_sizes_tar(tmp_path / "m.tar", count=6)
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match=r"m\.tar \(sample 'k5'\) is \(12, 12\) pixels.*"
                        "set data.image_size"):
