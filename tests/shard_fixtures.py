@@ -38,6 +38,15 @@ def write_tar(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+def mixed_sizes_tar(path: Path, count: int = 5) -> Path:
+    """A WebDataset shard of ``count`` 8 px PNGs labelled 0, 1, 0, ... whose last image is 12 px."""
+    members = {}
+    for i in range(count):  # a sample's members are consecutive in a shard
+        members[f"k{i}.png"] = png_bytes(12 if i == count - 1 else 8)
+        members[f"k{i}.cls"] = str(i % 2).encode()
+    return write_tar(path, members)
+
+
 def png_bytes(size: int = 8, value: int = 128) -> bytes:
     import torch
     from torchvision.io import encode_png

@@ -302,7 +302,7 @@ def _tfrecord(kind: str) -> Callable[[Ctx], list[str]]:
     return setup
 
 
-def _shard(kind: str) -> Callable[[Ctx], list[str]]:
+def _shard(kind: str, cache: str = "none") -> Callable[[Ctx], list[str]]:
     def setup(ctx: Ctx) -> list[str]:
         members = {}
         for i in range(6):  # a sample's members are consecutive; sample 3 lacks one
@@ -312,8 +312,9 @@ def _shard(kind: str) -> Callable[[Ctx], list[str]]:
             members[f"s{i}.png"] = png_bytes(size, 40 * i)
         write_tar(ctx.tmp / "shard-000000.tar", members)
         files = str(ctx.tmp / ("nothing-*.tar" if kind == "empty-glob" else "shard-*.tar"))
-        return ["run", ctx.write(ctx.config({"name": "webdataset", "files": files, "cache": "none",
-                                             "workers": 0, "val_split": 0.0, "test_split": 0.0},
+        return ["run", ctx.write(ctx.config({"name": "webdataset", "files": files, "cache": cache,
+                                             "cache_dir": str(ctx.tmp / "cache"), "workers": 0,
+                                             "val_split": 0.0, "test_split": 0.0},
                                             train={"checkpoint": {"monitor": "loss"}}))]
     return setup
 
@@ -426,7 +427,7 @@ CASES: list[Case] = [
     Case("cache-disk-unsupported", "data", "`data.cache: disk` with a source that reads no "
          "image files (`digits`)", lambda c: ["run", c.write(c.config({"name": "digits",
                                                                         "cache": "disk"}))], 2,
-         ("data.cache: disk", "csv, imagefolder", "digits")),
+         ("data.cache: disk", "csv, imagefolder, tfrecord, webdataset", "digits")),
     Case("data-unknown-class", "data", "`data.classes` names a missing class",
          lambda c: c.run_folder(c.folder(), classes=["cat", "zebra"]), 2, ("zebra", "available")),
     Case("tfrecord-truncated", "data", "a TFRecord file cut short inside its last record",
@@ -440,6 +441,9 @@ CASES: list[Case] = [
     Case("shard-image-sizes", "data", "streamed (`cache: none`) images of different sizes, no "
          "`data.image_size`", _shard("sizes"), 2, ("sample 's5'", "different sizes",
                                                     "data.image_size")),
+    Case("shard-image-sizes-disk", "data", "WebDataset images of different sizes decoded into "
+         "the disk cache (`cache: disk`), no `data.image_size`", _shard("sizes", "disk"), 2,
+         ("sample 's5'", "different sizes", "data.image_size"), _no_training),
     # weights files (model.pretrained of a backbone)
     Case("weights-missing", "weights", "`model.pretrained` names no file", _weights("missing"), 2,
          ("weights file", "does not exist")),

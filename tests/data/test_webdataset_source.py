@@ -12,7 +12,7 @@ from cnnlab.data import build_data, stream
 from cnnlab.data.stream import StreamLoader, _Samples, rank_shards, virtual_shards
 from cnnlab.data.stream_sources import index_webdataset
 from cnnlab.errors import DataError
-from shard_fixtures import packed, png_bytes, write_tar
+from shard_fixtures import mixed_sizes_tar, packed, png_bytes, write_tar
 
 
 def data_cfg(**data):
@@ -102,11 +102,7 @@ def test_a_corrupt_shard_and_conflicting_names_are_refused(tmp_path) -> None:
 
 
 def test_streamed_images_of_mixed_sizes_without_image_size_fail_while_reading(tmp_path) -> None:
-    members = {}
-    for i in range(5):  # a sample's members are consecutive in a shard
-        members[f"k{i}.png"] = png_bytes(12 if i == 4 else 8)
-        members[f"k{i}.cls"] = str(i % 2).encode()
-    write_tar(tmp_path / "m.tar", members)
+    mixed_sizes_tar(tmp_path / "m.tar")
     data = build_data(data_cfg(files=str(tmp_path / "m.tar"), cache="none", val_split=0.0,
                                test_split=0.0, workers=0))
     with pytest.raises(DataError, match=r"m\.tar \(sample 'k4'\) is \(12, 12\) pixels.*"
