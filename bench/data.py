@@ -105,9 +105,9 @@ def rss_child(files: str, cache: str, batch: int, cache_dir: str) -> dict:
     from cnnlab.errors import CnnlabError
     from cnnlab.train.cpu import configure_cpu
 
-    # Threads and glibc's malloc set as `cnnlab run` sets them (freed memory kept for reuse), so
-    # the peak is a training process's, not a default Python's.
-    configure_cpu(None)
+    # Threads and glibc's malloc set as `cnnlab run` sets them for this cache mode (freed memory
+    # kept, except for streamed data), so the peak is a training process's, not a default Python's.
+    configure_cpu(None, keep_memory=cache != "none")
     try:
         cfg = validate_config({"name": "bench", "data": {
             "name": "webdataset", "files": files, "cache": cache, "val_split": 0.0,

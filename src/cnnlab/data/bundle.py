@@ -47,6 +47,11 @@ class DataBundle:
         return len(self.classes)
 
     @property
+    def streamed(self) -> bool:
+        """Decoded per epoch by DataLoader workers (``data.cache: none``), not held as tensors."""
+        return "stream" in self.info
+
+    @property
     def in_shape(self) -> tuple[int, int, int]:
         c, h, w = self.train.images.shape[1:]
         return int(c), int(h), int(w)

@@ -5,7 +5,10 @@ free. A training step at batch 1024 allocates dozens of such tensors (one 64-cha
 activation is 256 MiB), so each step page-faults them back in and the kernel zeroes every page:
 on our 2-core AVX2 host a third of a fastnet step was system time. With mappings off and the heap
 trimmed only past 2 GiB of free top, freed blocks are reused by the next step, as PyTorch's
-caching allocator does on a GPU; the price is that the process keeps most of its peak memory.
+caching allocator does on a GPU; the price is that the process keeps most of its peak memory. Streamed data (``data.cache: none``)
+is chosen to bound memory, so it keeps glibc's defaults: with the heap kept, the varying sizes of
+the batches it assembles from the workers' chunks fragmented it, and the main process's
+anonymous peak grew epoch after epoch (bench/data.py, docs/data.md).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ _M_MMAP_MAX = -4
 _TRIM_THRESHOLD = 2**31 - 1
 
 
-def configure_cpu(threads: int | None) -> int:
-    """Use ``threads`` (default: every core) and keep freed memory; returns the thread count."""
+def configure_cpu(threads: int | None, *, keep_memory: bool = True) -> int:
+    """Use ``threads`` (default: every core) and, with ``keep_memory``, keep freed memory;
+    returns the thread count."""
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
-    keep_freed_memory()
+    if keep_memory:
+        keep_freed_memory()
     return torch.get_num_threads()
 
 

@@ -128,7 +128,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     shape = layout(cfg)
     batch_size = per_process_batch(cfg, shape)
     warn_oversubscription(cfg, shape)
-    configure_cpu(threads_per_process(cfg, shape))
+    configure_cpu(threads_per_process(cfg, shape), keep_memory=not data.streamed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     lit = make_lit_module(classifier, data, cfg, augment)
