@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data.files import FileListing, lists_files
+from cnnlab.data.files import FileListing, lists_files, require_root
 from cnnlab.data.select import select_per_class
 from cnnlab.errors import DataError
 
@@ -46,13 +46,9 @@ def list_files(cfg: DataConfig) -> FileListing:
 
 
 def _check_csv(root: Path | None) -> Path:
-    if root is None:
-        raise DataError("data.root is not set: a csv dataset needs the CSV file of image paths "
-                        "(or ids) and labels, e.g. data.root: kaggle/train.csv.")
-    path = Path(root).expanduser()
-    if not path.is_file():
-        raise DataError(f"data.root: the CSV file {path} does not exist.")
-    return path
+    return require_root(root, unset="a csv dataset needs the CSV file of image paths (or ids) "
+                        "and labels, e.g. data.root: kaggle/train.csv.", exists=Path.is_file,
+                        what="the CSV file")
 
 
 def _read_rows(path: Path, cfg: DataConfig) -> list[tuple[str, str, int]]:

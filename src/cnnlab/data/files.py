@@ -20,6 +20,7 @@ from cnnlab.config.schema import DataConfig
 from cnnlab.data.cache import cache_key, default_cache_dir, load_tensors, save_tensors
 from cnnlab.data.decode import Skipped, decode_chunks, image_shape
 from cnnlab.data.memory import check_fits
+from cnnlab.errors import DataError
 
 
 @dataclass
@@ -110,3 +111,14 @@ def load_in_memory(listing: FileListing, cfg: DataConfig
         images, kept = decode_in_memory(files, cfg, skipped)
         parts[part] = (images, torch.as_tensor(labels[kept], dtype=torch.int64))
     return parts, skipped
+
+
+def require_root(root: Path | None, *, unset: str, exists: Callable[[Path], bool],
+                 what: str) -> Path:
+    """``data.root`` as a path that exists, or a DataError saying what it must be."""
+    if root is None:
+        raise DataError(f"data.root is not set: {unset}")
+    path = Path(root).expanduser()
+    if not exists(path):
+        raise DataError(f"data.root: {what} {path} does not exist.")
+    return path

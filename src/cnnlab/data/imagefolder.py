@@ -16,7 +16,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.io import ImageReadMode, decode_image
 
 from cnnlab.config.schema import DataConfig
-from cnnlab.data.files import FileListing, lists_files
+from cnnlab.data.files import FileListing, lists_files, require_root
 from cnnlab.data.memory import check_fits
 from cnnlab.data.select import select_per_class
 from cnnlab.errors import DataError
@@ -49,13 +49,9 @@ def list_files(cfg: DataConfig) -> FileListing:
 
 
 def _check_root(root: Path | None) -> Path:
-    if root is None:
-        raise DataError("data.root is not set: an imagefolder dataset needs the folder that holds "
-                        "one sub-folder of images per class (or train/val/test folders of them).")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.root: the folder {root} does not exist.")
-    return root
+    return require_root(root, unset="an imagefolder dataset needs the folder that holds one "
+                        "sub-folder of images per class (or train/val/test folders of them).",
+                        exists=Path.is_dir, what="the folder")
 
 
 def list_images(root: Path) -> dict[str, dict[str, list[Path]]]:
