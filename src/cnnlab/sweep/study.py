@@ -9,6 +9,7 @@ next worker that looks, and Optuna's retry callback queues it again with the sam
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -94,16 +95,33 @@ def open_storage(url: str, sweep: SweepConfig) -> optuna.storages.RDBStorage:
         kwargs["pool_pre_ping"] = True
         kwargs["connect_args"] = {"connect_timeout": 10} if url.startswith("postgres") else {}
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_seconds,
-            grace_period=4 * sweep.heartbeat_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3))
+        return _connect(url, kwargs, sweep)
     except Exception as exc:  # sqlalchemy's OperationalError, ArgumentError, missing driver
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"Cannot open the sweep storage {mask_url(url)}: {reason}. Check the "
                           "URL, that the server is running and reachable, and (PostgreSQL) that "
                           "psycopg is installed: pip install 'cnnlab[postgres]'.") from None
+
+
+def _connect(url: str, engine_kwargs: dict[str, Any], sweep: SweepConfig,
+             attempts: int = 10) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=sweep.heartbeat_seconds,
+                grace_period=4 * sweep.heartbeat_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3))
+        except IntegrityError:
+            # Another process (a worker, a second machine, a client reading the study) created
+            # the schema of a new database at the same moment, and its version row won: the
+            # schema is there now, so connecting again finds it.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def create_study(storage: optuna.storages.BaseStorage, study_name: str, sweep: SweepConfig,
