@@ -197,21 +197,15 @@ def _tar_samples(path: Path):
 
 @STREAM_SOURCES.register("imagefolder", "root/<class>/*.jpg, one file per sample")
 def index_imagefolder(cfg: DataConfig) -> StreamSource:
-    root = imagefolder._check_root(cfg.root)
-    listing = imagefolder.list_images(root)
-    classes = imagefolder._select_classes(listing, cfg.classes, root)
+    # The in-memory loader's listing (same order, classes and cap), so both give the same splits.
+    listing = imagefolder.list_files(cfg)
     parts = {}
-    for part, by_class in listing.items():
-        files, labels = [], []
-        for label, name in enumerate(classes):
-            files.extend(by_class.get(name, []))
-            labels.extend([label] * len(by_class.get(name, [])))
-        # Same order and cap as the in-memory loader, so both give the same splits.
-        keep = select_per_class(np.asarray(labels), cfg.max_per_class, cfg.split_seed)
-        rows = [(i, 0, files[k].stat().st_size, labels[k], 0) for i, k in enumerate(keep)]
+    for part, (files, labels) in listing.parts.items():
+        rows = [(i, 0, path.stat().st_size, int(label), 0)
+                for i, (path, label) in enumerate(zip(files, labels))]
         # One file per sample: each is its own shard, so the shuffle is complete.
-        parts[part] = _part([files[k] for k in keep], rows, None, None, shard_samples=1)
-    return StreamSource(classes, parts)
+        parts[part] = _part(list(files), rows, None, None, shard_samples=1)
+    return StreamSource(listing.classes, parts)
 
 
 # ------------------------------------------------------------------------------ decoding
