@@ -114,33 +114,49 @@ def _temp_beside(target: Path) -> Path:
 
 
 def _export_onnx(wrapper: nn.Module, pixels: torch.Tensor, target: Path, saved: SavedRun):
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ExportError(f"ONNX export needs the onnx and onnxruntime packages ({exc.name} is "
-                          "missing): pip install onnx onnxruntime.") from None
     tmp = _temp_beside(target)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, (pixels,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["pixels"], output_names=["probabilities"],
-                              dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
-        model = onnx.load(str(tmp))
-        onnx.checker.check_model(model)
-        for key, value in _metadata(saved).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(model, str(tmp))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
-        (got,) = session.run(["probabilities"], {"pixels": pixels.numpy()})
+        save_onnx(wrapper, pixels, tmp, _metadata(saved))
+        (got,) = onnx_session(tmp).run(["probabilities"], {"pixels": pixels.numpy()})
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return got
+
+
+def save_onnx(wrapper: nn.Module, pixels: torch.Tensor, path: Path,
+              metadata: dict[str, str]) -> None:
+    """Write ``wrapper`` (pixels -> probabilities, batch size free) as a checked ONNX file."""
+    onnx = _require("onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (pixels,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["pixels"], output_names=["probabilities"],
+                          dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session using as many threads as PyTorch does."""
+    ort = _require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"ONNX export needs the onnx and onnxruntime packages ({module} is "
+                          "missing): pip install onnx onnxruntime.") from None
 
 
 def _export_torchscript(wrapper: nn.Module, pixels: torch.Tensor, target: Path, saved: SavedRun):

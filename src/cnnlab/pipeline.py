@@ -227,6 +227,7 @@ def _restore_best(cfg: ExperimentConfig) -> bool:
 def _train_record(result: TrainResult, summary) -> dict:
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
             "train_seconds": round(result.train_seconds, 3), "stop_reason": result.stop_reason,
+            "precision": result.precision.as_dict() if result.precision else None,
             "params": {"total": summary.total, "trainable": summary.trainable,
                        "non_trainable": summary.non_trainable}}
 

@@ -21,6 +21,7 @@ from cnnlab.models import build_model, summarize
 from cnnlab.train import Classifier
 from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.fit import make_lit_module
+from cnnlab.train.precision import resolve_precision
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Plan:
     seconds_total: float
     threads: int
     resized_seconds_per_step: dict[int, float] = field(default_factory=dict)
+    precision: str = "32"
+    precision_reason: str = "set in the config"
 
     def to_text(self) -> str:
         return "\n".join([
@@ -49,6 +52,7 @@ class Plan:
             f"training: {self.steps_per_epoch} steps of {self.batch_size} a epoch, "
             f"{self.seconds_per_step * 1000:.0f} ms a step measured "
             f"({self.train_images_per_s:,.0f} images/s, {self.threads} threads)",
+            f"precision: {self.precision} ({self.precision_reason})",
             f"validation: {self.val_images:,} images at {self.eval_images_per_s:,.0f} images/s, "
             f"{self.validations} passes",
             *[f"progressive resizing: {size} px, {seconds * 1000:.0f} ms a step measured"
@@ -72,14 +76,17 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
     classifier = Classifier(net, data.mean, data.std)
     flops = forward_flops(classifier, data.in_shape)
 
+    precision = resolve_precision(cfg.train.precision, classifier, data.in_shape,
+                                  cfg.train.batch_size, channels_last=cfg.train.channels_last)
     lit = make_lit_module(classifier, data, cfg.train, cfg.augment)
     full_epoch = next(e for e in range(cfg.train.epochs) if cfg.train.train_size(e) is None)
     seconds_per_step = time_training_steps(lit, data, cfg, steps=steps, warmup=warmup,
-                                           epoch=full_epoch)
+                                           epoch=full_epoch, precision=precision.precision)
     first_epoch_at: dict[int, int] = {}
     for e in range(full_epoch):
         first_epoch_at.setdefault(cfg.train.train_size(e), e)
-    resized = {size: time_training_steps(lit, data, cfg, steps=steps, warmup=warmup, epoch=e)
+    resized = {size: time_training_steps(lit, data, cfg, steps=steps, warmup=warmup, epoch=e,
+                                         precision=precision.precision)
                for size, e in first_epoch_at.items()}
     batch_size = cfg.train.batch_size
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
@@ -103,7 +110,8 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
         seconds_per_step=seconds_per_step, train_images_per_s=batch_size / seconds_per_step,
         eval_images_per_s=eval_speed, seconds_per_epoch=epoch, epochs=cfg.train.epochs,
         validations=validations, seconds_total=total, threads=threads,
-        resized_seconds_per_step=resized)
+        resized_seconds_per_step=resized, precision=precision.precision,
+        precision_reason=precision.reason)
 
 
 def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:
@@ -120,16 +128,16 @@ _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int,
-                        epoch: int = 0) -> float:
+                        epoch: int = 0, precision: str | None = None) -> float:
     """Median seconds of full training steps of ``epoch`` (its augmentation and training size)
-    on real batches, after ``warmup`` untimed steps."""
+    on real batches, after ``warmup`` untimed steps, in ``precision`` (default: the config's)."""
     optimizer = lit.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     if cfg.train.channels_last:
         lit.to(memory_format=torch.channels_last)
     lit.train()
     lit.enter_epoch(epoch)
-    autocast_dtype = _AUTOCAST_DTYPES.get(cfg.train.precision)
+    autocast_dtype = _AUTOCAST_DTYPES.get(precision or cfg.train.precision)
     loader = make_loader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
     times: list[float] = []
     batches = iter(loader)

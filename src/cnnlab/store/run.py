@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from cnnlab.errors import RunError
 from cnnlab.store.paths import safe_run_path
+from cnnlab.train.cpu import cpu_model
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted", "pruned")
 TRACKED_PACKAGES = ("cnnlab", "torch", "torchvision", "lightning", "timm", "torchmetrics",
@@ -194,17 +195,6 @@ def machine_info() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name: '2 cores' alone hides a 2x speed difference between hosts."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_description(machine: dict[str, Any] | None = None) -> str:

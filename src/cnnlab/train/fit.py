@@ -33,6 +33,7 @@ from cnnlab.train.distributed import (layout, per_process_batch, threads_per_pro
 from cnnlab.train.finetune import finetune_callbacks
 from cnnlab.train.losses import build_loss, class_weight_vector
 from cnnlab.train.module import LitClassifier, resolve_mode
+from cnnlab.train.precision import PrecisionChoice, resolve_precision
 
 EpochRow = dict[str, float]
 
@@ -61,6 +62,7 @@ class TrainResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     stop_reason: str = ""
+    precision: PrecisionChoice | None = None
 
 
 class EpochRecorder(L.Callback):
@@ -131,6 +133,9 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     configure_cpu(threads_per_process(cfg, shape), keep_memory=not data.streamed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    precision = resolve_precision(cfg.precision, classifier, data.in_shape, batch_size,
+                                  accelerator=_accelerator(cfg.device),
+                                  channels_last=cfg.channels_last)
     lit = make_lit_module(classifier, data, cfg, augment)
     if cfg.channels_last:
         lit.to(memory_format=torch.channels_last)
@@ -161,7 +166,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.device, devices=shape.devices,
         num_nodes=shape.num_nodes, strategy=shape.strategy,
-        precision="32-true" if cfg.precision == "32" else cfg.precision,
+        precision="32-true" if precision.precision == "32" else precision.precision,
         check_val_every_n_epoch=cfg.validation_freq,
         callbacks=callbacks, logger=list(loggers) or False, enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
@@ -200,7 +205,8 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         best_checkpoint=best_path if monitor and best_path and best_path.is_file() else None,
         last_checkpoint=last_path if last_path.is_file() else None,
         stop_reason=stopper.stopped[1] if stopper is not None and status == stopper.stopped[0]
-        else _stop_reason(status, trainer, cfg, lit))
+        else _stop_reason(status, trainer, cfg, lit),
+        precision=precision)
 
 
 def make_lit_module(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
@@ -227,6 +233,15 @@ def load_weights(classifier: Classifier, checkpoint: Path) -> None:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     prefix = "model."
     classifier.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _accelerator(device: str) -> str:
+    """Where Lightning's ``accelerator=device`` trains: cpu, cuda or mps."""
+    if device == "gpu" or (device == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    if device == "auto" and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu" if device in ("cpu", "auto") else device
 
 
 def _check_monitors(cfg: TrainConfig, has_val: bool) -> None:
