@@ -3,7 +3,8 @@
 import torch
 
 from cnnlab.config import validate_config
-from cnnlab.plan import forward_flops, plan_experiment
+from cnnlab.plan import (STEP_PHASES, forward_flops, plan_experiment, prepare_training,
+                          time_training_steps)
 from conftest import tiny_experiment
 
 
@@ -22,6 +23,19 @@ def test_plan_projects_epochs_from_measured_steps(tmp_path):
     assert plan.seconds_total == plan.seconds_per_epoch * 3
     assert "projected" in plan.to_text() and plan.validations == 3
     assert not list((tmp_path / "runs").glob("**/metrics.json"))  # nothing was trained or stored
+
+
+def test_step_phases_add_up_to_the_step_and_plan_names_its_precision(tmp_path):
+    cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
+                                          train={"epochs": 1, "batch_size": 32}))
+    data, _, lit, precision = prepare_training(cfg)
+    phases: dict = {}
+    median = time_training_steps(lit, data, cfg, steps=3, warmup=1, phases=phases)
+    assert set(phases) == set(STEP_PHASES) and all(len(v) == 3 for v in phases.values())
+    steps = sorted(sum(phases[name][i] for name in STEP_PHASES[1:]) for i in range(3))
+    assert abs(steps[1] - median) < 1e-9  # the step's own phases, without the wait for data
+    assert precision.precision == "32" and "precision: 32 (set in the config)" in \
+        plan_experiment(cfg, steps=1, warmup=0).to_text()
 
 
 def test_plan_counts_only_the_validation_passes_validation_freq_runs(tmp_path):

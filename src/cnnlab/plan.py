@@ -15,13 +15,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.config import ExperimentConfig
-from cnnlab.data import build_data, make_loader
+from cnnlab.data import DataBundle, build_data, make_loader
 from cnnlab.evaluate import predict_probs
 from cnnlab.models import build_model, summarize
 from cnnlab.train import Classifier
 from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.fit import make_lit_module
-from cnnlab.train.precision import resolve_precision
+from cnnlab.train.module import LitClassifier
+from cnnlab.train.precision import PrecisionChoice, resolve_precision
 
 
 @dataclass
@@ -68,17 +69,9 @@ class Plan:
 
 def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -> Plan:
     threads = configure_cpu(cfg.train.threads)
-    data = build_data(cfg.data)
-    net = build_model(cfg.model, data.in_shape, data.num_classes)
-    if hasattr(net, "init_from_data"):
-        net.init_from_data(data.train.images[:512], data.mean, data.std)
-    summary = summarize(net, data.in_shape)
-    classifier = Classifier(net, data.mean, data.std)
+    data, classifier, lit, precision = prepare_training(cfg)
+    summary = summarize(classifier.net, data.in_shape)
     flops = forward_flops(classifier, data.in_shape)
-
-    precision = resolve_precision(cfg.train.precision, classifier, data.in_shape,
-                                  cfg.train.batch_size, channels_last=cfg.train.channels_last)
-    lit = make_lit_module(classifier, data, cfg.train, cfg.augment)
     full_epoch = next(e for e in range(cfg.train.epochs) if cfg.train.train_size(e) is None)
     seconds_per_step = time_training_steps(lit, data, cfg, steps=steps, warmup=warmup,
                                            epoch=full_epoch, precision=precision.precision)
@@ -114,6 +107,19 @@ def plan_experiment(cfg: ExperimentConfig, *, steps: int = 5, warmup: int = 2) -
         precision_reason=precision.reason)
 
 
+def prepare_training(cfg: ExperimentConfig) -> tuple[DataBundle, Classifier, LitClassifier,
+                                                     PrecisionChoice]:
+    """The data, classifier, LightningModule and precision a run of ``cfg`` would train with."""
+    data = build_data(cfg.data)
+    net = build_model(cfg.model, data.in_shape, data.num_classes)
+    if hasattr(net, "init_from_data"):
+        net.init_from_data(data.train.images[:512], data.mean, data.std)
+    classifier = Classifier(net, data.mean, data.std)
+    precision = resolve_precision(cfg.train.precision, classifier, data.in_shape,
+                                  cfg.train.batch_size, channels_last=cfg.train.channels_last)
+    return data, classifier, make_lit_module(classifier, data, cfg.train, cfg.augment), precision
+
+
 def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> float:
     """FLOPs (a multiply-add counts 2) of one image's forward pass."""
     was_training = model.training
@@ -124,13 +130,18 @@ def forward_flops(model: torch.nn.Module, in_shape: tuple[int, int, int]) -> flo
     return float(counter.get_total_flops())
 
 
+STEP_PHASES = ("data", "augment", "forward", "backward", "optimizer")
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup: int,
-                        epoch: int = 0, precision: str | None = None) -> float:
+                        epoch: int = 0, precision: str | None = None,
+                        phases: dict[str, list[float]] | None = None) -> float:
     """Median seconds of full training steps of ``epoch`` (its augmentation and training size)
-    on real batches, after ``warmup`` untimed steps, in ``precision`` (default: the config's)."""
+    on real batches, after ``warmup`` untimed steps, in ``precision`` (default: the config's).
+
+    ``phases``, when given, receives each timed step's seconds per :data:`STEP_PHASES` entry
+    (``data`` is the wait for the loader's next batch, not part of the step's time)."""
     optimizer = lit.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     if cfg.train.channels_last:
@@ -142,21 +153,29 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
     times: list[float] = []
     batches = iter(loader)
     for i in range(warmup + steps):
+        marks = [time.perf_counter()]
         try:
             images, labels = next(batches)
         except StopIteration:
             batches = iter(loader)
             images, labels = next(batches)
-        started = time.perf_counter()
+        marks.append(time.perf_counter())
         # The run's precision: Lightning's mixed precision autocasts forward and loss only.
         with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
             x, y = lit.prepare_batch((images, labels), training=True, epoch=epoch)
+            marks.append(time.perf_counter())
             loss, _ = lit.compute_loss(x, y)
+        marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        marks.append(time.perf_counter())
         optimizer.step()
+        marks.append(time.perf_counter())
         if i >= warmup:
-            times.append(time.perf_counter() - started)
+            times.append(marks[-1] - marks[1])  # the step, without waiting for the batch
+            for name, start, end in zip(STEP_PHASES, marks, marks[1:]):
+                if phases is not None:
+                    phases.setdefault(name, []).append(end - start)
     times.sort()
     return times[len(times) // 2]
 
