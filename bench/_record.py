@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 PERFORMANCE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -14,3 +15,11 @@ def record(heading: str, figures: dict, doc_path: Path = PERFORMANCE) -> None:
     print(line)
     with Path(doc_path).open("a") as doc:
         doc.write(f"\n- {heading} ({figures['measured_at']}): `{line}`\n")
+
+
+def stamped(figures: dict) -> dict:
+    """``figures`` plus the host's CPU and the time: what a timing needs beside it to be read."""
+    from cnnlab.store.run import cpu_description
+
+    return {**figures, "cpu": cpu_description(),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -20,11 +20,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from _record import record
+from _record import record, stamped
 
 
 def main() -> int:
@@ -40,7 +39,6 @@ def main() -> int:
     from cnnlab.evaluate import predict_probs
     from cnnlab.export import Probabilities, onnx_session, save_onnx
     from cnnlab.models import build_model
-    from cnnlab.store.run import cpu_description
     from cnnlab.train import Classifier
     from cnnlab.train.cpu import configure_cpu
 
@@ -80,15 +78,14 @@ def main() -> int:
         median = {name: {batch: round(statistics.median(values))
                          for batch, values in by_batch.items()}
                   for name, by_batch in speeds.items()}
-        figures = {
+        figures = stamped({
             "recipe": str(recipe), "size": args.size, "images": args.images,
             "rounds": args.rounds, "threads": threads,
             "torch_images_per_s": median["torch"], "onnx_images_per_s": median["onnx"],
             "onnx_over_torch": {batch: round(median["onnx"][batch] / median["torch"][batch], 2)
                                 for batch in args.batches},
-            "max_abs_prob_diff": max_diff, "cpu": cpu_description(),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+            "max_abs_prob_diff": max_diff,
+        })
         record(f"inference `{recipe}`", figures)
     return 0
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from _record import record
+from _record import record, stamped
 
 
 def main() -> int:
@@ -32,7 +31,6 @@ def main() -> int:
 
     from cnnlab.config import load_config
     from cnnlab.models import build_model
-    from cnnlab.store.run import cpu_description
     from cnnlab.train.cpu import configure_cpu, keep_freed_memory
     from cnnlab.train.precision import cpu_bf16_flags, time_precisions
 
@@ -44,13 +42,12 @@ def main() -> int:
     batch = cfg.train.batch_size
     fp32, bf16 = time_precisions(model, (3, args.size, args.size), batch,
                                  channels_last=True, rounds=args.rounds, warmup=2)
-    figures = {
+    figures = stamped({
         "recipe": str(args.recipe), "batch": batch, "size": args.size, "rounds": args.rounds,
         "threads": threads, "fp32_s_per_step": round(fp32, 3), "bf16_s_per_step": round(bf16, 3),
-        "bf16_speedup": round(fp32 / bf16, 3), "cpu": cpu_description(),
+        "bf16_speedup": round(fp32 / bf16, 3),
         "cpu_bf16_flags": cpu_bf16_flags(),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    })
     record(f"precision `{args.recipe}`", figures)
     return 0
 

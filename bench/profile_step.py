@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _record import record
+from _record import record, stamped
 
 
 def main() -> int:
@@ -34,7 +33,6 @@ def main() -> int:
 
     from cnnlab.config import load_config
     from cnnlab.plan import STEP_PHASES, prepare_training, time_training_steps
-    from cnnlab.store.run import cpu_description
     from cnnlab.train.cpu import configure_cpu
 
     cfg = load_config(args.recipe, args.overrides)
@@ -47,15 +45,13 @@ def main() -> int:
     median_ms = {name: round(1000 * statistics.median(phases[name]), 1) for name in STEP_PHASES}
     total = sum(median_ms.values())
     outside = total - median_ms["forward"] - median_ms["backward"]
-    figures = {
+    figures = stamped({
         "recipe": str(args.recipe), "overrides": args.overrides, "batch": cfg.train.batch_size,
         "steps": args.steps, "threads": threads, "precision": precision.precision,
         "median_ms": median_ms,
         "share_pct": {name: round(100 * ms / total, 1) for name, ms in median_ms.items()},
         "outside_forward_backward_pct": round(100 * outside / total, 1),
-        "cpu": cpu_description(),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    })
     record(f"profile_step `{args.recipe}`", figures)
     return 0
 
