@@ -56,7 +56,32 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
     started = time.perf_counter()
     outcome = run_experiment(cfg, say=lambda text: None)
     wall = time.perf_counter() - started
-    metrics = outcome.metrics
+    return make_row(path, overrides, planned, capped, cfg.train.batch_size, outcome.run_dir,
+                    outcome.metrics, wall)
+
+
+def row_from_run(path: Path, run_dir: Path) -> dict:
+    """The row of a run made by hand with reproduce's overrides (e.g. a long run in the
+    background): its wall time is from the run folder's start stamp to metrics.json's last write."""
+    import yaml
+
+    from cnnlab.store import read_json
+
+    metrics = read_json(run_dir / "metrics.json")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    started = datetime.strptime(run_dir.name[:15], "%Y%m%d-%H%M%S").timestamp()
+    wall = (run_dir / "metrics.json").stat().st_mtime - started
+    data = saved["data"]
+    overrides = [f"data.name={data['name']}", f"data.root={data['root']}",
+                 f"data.val_split={data['val_split']}", f"data.test_split={data['test_split']}",
+                 f"data.split_seed={data['split_seed']}"]
+    epochs = saved["train"]["epochs"]
+    return make_row(path, overrides, epochs, False, saved["train"]["batch_size"], run_dir,
+                    metrics, wall)
+
+
+def make_row(path: Path, overrides: list[str], planned: int, capped: bool, batch_size: int,
+             run_dir: Path, metrics: dict, wall: float) -> dict:
     command = "cnnlab run " + shlex.join([str(path.relative_to(REPO))] + [
         a for o in overrides if not o.startswith(("runs_dir", "train.progress_bar"))
         for a in ("--set", o.replace(str(DEFAULT_DATA.resolve()), "../shared/datasets/cifar10/train"))])
@@ -65,14 +90,14 @@ def run_recipe(path: Path, data_root: Path, max_epochs: int | None, runs_dir: Pa
         "cnnlab_accuracy": round(100.0 * metrics["val"]["accuracy"], 2),
         "status": metrics["status"], "epochs_run": metrics["epochs_run"],
         "epochs_planned": planned, "capped": capped,
-        "batch_size": cfg.train.batch_size, "best_epoch": metrics.get("best_epoch"),
+        "batch_size": batch_size, "best_epoch": metrics.get("best_epoch"),
         "train_minutes": round(metrics["train_seconds"] / 60.0, 1),
         "wall_minutes": round(wall / 60.0, 1),
         "seconds_per_epoch": round(metrics["train_seconds"] / max(1, metrics["epochs_run"]), 1),
-        "command": command, "run_dir": str(outcome.run_dir),
+        "command": command, "run_dir": str(run_dir),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": metrics["machine"], "git_sha": metrics["git_sha"],
-        "curve": learning_curve(outcome.run_dir),
+        "curve": learning_curve(run_dir),
     }
 
 
@@ -258,6 +283,9 @@ def main() -> int:
                         help="cap a recipe's epochs (the row says so)")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "reproduction")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--from-run", type=Path, default=None, metavar="RUN_DIR",
+                        help="record RUN_DIR (made with the same overrides) as the row of the one "
+                        "recipe given, instead of training it")
     parser.add_argument("--reencoded", type=int, metavar="QUALITY", default=None,
                         help="train on a copy of --data saved again as JPEG at QUALITY (results "
                         "go to docs/reproduction_reencoded.json)")
@@ -272,7 +300,11 @@ def main() -> int:
             print(f"the CIFAR-10 image folder {args.data} is absent", file=sys.stderr)
             return 2
         for path in args.recipes:
-            row = run_recipe(path.resolve(), args.data.resolve(), args.max_epochs, args.runs_dir)
+            if args.from_run is not None:
+                row = row_from_run(path.resolve(), args.from_run.resolve())
+            else:
+                row = run_recipe(path.resolve(), args.data.resolve(), args.max_epochs,
+                                 args.runs_dir)
             if args.reencoded:
                 row["reencode_quality"] = args.reencoded
             rows[row["recipe"]] = {**rows.get(row["recipe"], {}), **row}

@@ -32,3 +32,25 @@ def test_the_page_is_generated_not_edited():
     reproduce = _reproduce()
     assert (REPO / "docs" / "reproduction.md").read_text() == reproduce.render_table(
         reproduce.load_rows()), "regenerate with: .venv/bin/python bench/reproduce.py --table-only"
+
+
+def test_a_run_made_by_hand_becomes_the_recipes_row(tmp_path):
+    from cnnlab.config import load_config
+    from cnnlab.pipeline import run_experiment
+    from conftest import make_image_folder
+
+    reproduce = _reproduce()
+    recipe = REPO / "recipes" / "report002" / "01_two_conv.yaml"
+    root = make_image_folder(tmp_path / "images", per_class=10)
+    cfg = load_config(recipe, [
+        "data.name=imagefolder", f"data.root={root}", "data.val_split=0.2",
+        "data.test_split=0.0", "data.split_seed=0", "train.epochs=2", "train.batch_size=8",
+        "train.progress_bar=false", f"runs_dir={tmp_path / 'runs'}"])
+    outcome = run_experiment(cfg, say=lambda text: None)
+
+    row = reproduce.row_from_run(recipe, outcome.run_dir)
+    assert row["recipe"] == "recipes/report002/01_two_conv.yaml" and row["published"] == 62.07
+    assert row["cnnlab_accuracy"] == round(100 * outcome.metrics["val"]["accuracy"], 2)
+    assert (row["epochs_run"], row["epochs_planned"], row["batch_size"]) == (2, 2, 8)
+    assert f"--set data.root={root}" in row["command"] and len(row["curve"]) == 2
+    assert 0 <= row["wall_minutes"] < 10
