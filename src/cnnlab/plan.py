@@ -173,8 +173,8 @@ def time_training_steps(lit, data, cfg: ExperimentConfig, *, steps: int, warmup:
         marks.append(time.perf_counter())
         if i >= warmup:
             times.append(marks[-1] - marks[1])  # the step, without waiting for the batch
-            for name, start, end in zip(STEP_PHASES, marks, marks[1:]):
-                if phases is not None:
+            if phases is not None:
+                for name, start, end in zip(STEP_PHASES, marks, marks[1:]):
                     phases.setdefault(name, []).append(end - start)
     times.sort()
     return times[len(times) // 2]

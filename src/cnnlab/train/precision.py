@@ -1,8 +1,8 @@
 """``train.precision: auto``: mixed precision only where this host runs this model faster in it.
 
-Whether bf16 autocast pays on a CPU depends on the host, not on the model family: on a 2-core
-Xeon with AMX it trained a VGG-style net 4x faster, on an AVX-512-BF16 host without AMX report
-003's VGG ran at 0.79x of fp32 (docs/performance.md). So ``auto`` on a CPU times a few training
+Whether bf16 autocast pays on a CPU depends on the host, not on the model family: issue 25
+reports a VGG-style net training 4x faster on a 2-core Xeon with AMX, while on an AVX-512-BF16
+host without AMX report 003's VGG ran at 0.79x of fp32 (bench/precision.py, docs/performance.md). So ``auto`` on a CPU times a few training
 steps of a copy of the model both ways, alternating, and keeps bf16 only when it is clearly
 faster. The answer is cached per CPU model, torch version, thread count, architecture and batch
 (``$CNNLAB_CACHE/precision.json``) so that later runs start at once. On a CUDA GPU ``auto``
@@ -12,7 +12,6 @@ is bf16-mixed where the GPU supports bf16, else 16-mixed, as Keras's ``mixed_flo
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import statistics
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.data.cache import default_cache_dir
+from cnnlab.data.cache import cache_key, default_cache_dir
 from cnnlab.train.cpu import cpu_model
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
@@ -141,10 +140,10 @@ def time_precisions(model: nn.Module, in_shape: tuple[int, int, int], batch_size
 def _cache_key(model: nn.Module, in_shape: tuple[int, int, int], batch_size: int,
                channels_last: bool, cpu: str, flags: list[str]) -> str:
     # The architecture's repr names every layer and its shape: same text, same timing.
-    description = {"cpu": cpu, "flags": flags, "torch": torch.__version__,
-                   "threads": torch.get_num_threads(), "model": repr(model),
-                   "in_shape": list(in_shape), "batch": batch_size, "channels_last": channels_last}
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_key({"cpu": cpu, "flags": flags, "torch": torch.__version__,
+                      "threads": torch.get_num_threads(), "model": repr(model),
+                      "in_shape": list(in_shape), "batch": batch_size,
+                      "channels_last": channels_last})
 
 
 def _read_cache(cache_dir: Path) -> dict:
