@@ -16,7 +16,7 @@ from cnnlab.models import build_model
 from cnnlab.pipeline import resume_experiment, run_experiment
 from cnnlab.store import read_history
 from cnnlab.train import Classifier
-from conftest import tiny_experiment
+from conftest import make_image_folder, tiny_experiment
 
 
 def quiet(text):
@@ -57,8 +57,9 @@ def test_recorded_metrics_equal_sklearn_on_the_saved_models_predictions(tmp_path
 
 
 def test_nan_loss_marks_the_run_diverged(tmp_path):
+    # An LR near float32's limit overflows within the first steps whatever the initial weights.
     cfg = validate_config(tiny_experiment(tmp_path, {"name": "digits"},
-                                          train={"epochs": 3, "lr": 1e30, "optimizer": "sgd"}))
+                                          train={"epochs": 3, "lr": 1e38, "optimizer": "sgd"}))
     outcome = run_experiment(cfg, say=quiet)
     metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
     assert metrics["status"] == "diverged"
@@ -115,6 +116,51 @@ def test_interrupted_run_is_marked_and_resumes_to_completion(tmp_path, monkeypat
     assert epochs == ["1", "2", "3"]
     with pytest.raises(RunError, match="already completed"):
         resume_experiment(outcome.run_dir, say=quiet)
+
+
+@pytest.mark.parametrize("source", ["digits", "streamed"])
+def test_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_path, monkeypatch, source):
+    """After a resume the next epoch starts, with the batches, augmentation and dropout draws
+    the uninterrupted run had in that epoch, not epoch 1's again."""
+    import cnnlab.train.fit as fit
+
+    data = {"name": "digits"}
+    if source == "streamed":
+        data = {"root": str(make_image_folder(tmp_path / "images", per_class=16)),
+                "cache": "none", "workers": 0, "val_split": 0.25, "test_split": 0.0,
+                "decode_cache": False}
+
+    def experiment(name):
+        return validate_config(tiny_experiment(
+            tmp_path / name, data,
+            augment=[{"flip": {"mode": "horizontal"}}, {"translation": {"factor": 0.1}}],
+            model={"layers": [{"conv2d": {"filters": 4, "padding": "same", "activation": "relu"}},
+                              {"maxpool2d": {"pool": 2}}, {"dropout": {"rate": 0.3}},
+                              {"flatten": {}}]},
+            train={"epochs": 4, "checkpoint": {"monitor": "val_accuracy"}}))
+
+    whole = run_experiment(experiment("whole"), say=quiet)
+    original = fit.EpochRecorder.on_train_epoch_start
+    started = []
+
+    def stop_in_third_epoch(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        started.append(trainer.current_epoch)
+        if trainer.current_epoch == 2 and len(started) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", stop_in_third_epoch)
+    interrupted = run_experiment(experiment("split"), say=quiet)
+    assert interrupted.metrics["status"] == "interrupted"
+    resumed = resume_experiment(interrupted.run_dir, say=quiet)
+    assert started == [0, 1, 2, 2, 3]  # the unfinished third epoch again, then the fourth
+
+    def losses(run_dir):
+        rows = (run_dir / "history.csv").read_text().splitlines()[1:]
+        return [float(row.split(",")[1]) for row in rows]
+
+    assert resumed.metrics["status"] == "completed"
+    assert losses(resumed.run_dir) == pytest.approx(losses(whole.run_dir), rel=1e-5)
 
 
 def test_run_folder_records_resolved_config_and_versions(tmp_path):

@@ -32,6 +32,7 @@ from cnnlab.track import open_tracking
 from cnnlab.train import Classifier, TrainResult, load_weights, train
 from cnnlab.train.cpu import configure_cpu
 from cnnlab.train.distributed import is_worker, layout, shared_run_dir
+from cnnlab.train.fit import seed_rngs
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                   "val_seconds")
@@ -112,6 +113,8 @@ def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,
             _say_skipped(data.info["skipped_images"], say)
         write_json(run_dir / "data.json", data.describe())
 
+        # As Keras's set_random_seed: the same train.seed starts from the same weights.
+        seed_rngs(cfg.train.seed)
         net = build_model(cfg.model, data.in_shape, data.num_classes)
         if hasattr(net, "init_from_data") and not resume:
             # Data-dependent initialisation (e.g. fastnet's patch-whitening stem).

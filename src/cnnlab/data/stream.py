@@ -280,6 +280,10 @@ class StreamLoader:
         self.workers = workers if len(part) > CHUNK else 0
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Number the next epoch (0-based): a resumed run continues the count it stopped at."""
+        self.epoch = epoch
+
     def _rank(self) -> tuple[int, int]:
         return _distributed() if self.distributed else (0, 1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import signal
 import time
 import warnings
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from cnnlab.config.schema import AugmentSpec, TrainConfig
 from cnnlab.data import DataBundle, make_loader
 from cnnlab.data.augment import build_augment
+from cnnlab.data.loader import epoch_seed
 from cnnlab.errors import ConfigError
 from cnnlab.train.averaging import RampedLookahead
 from cnnlab.train.classifier import Classifier
@@ -108,6 +111,47 @@ class EpochRecorder(L.Callback):
         self.on_epoch(row)
 
 
+class EpochSeeding(L.Callback):
+    """Seeds the global RNGs (augmentation, dropout) from (seed, epoch) as each epoch starts.
+
+    Seeded once per run, a resumed run would replay epoch 1's random draws; seeded per epoch,
+    it draws what the uninterrupted run would have. The loader's sampler does the same for
+    the batch order, but a resumed run fetches its first batch before Lightning's
+    ``set_epoch``, so the epoch is set here as soon as the checkpoint is read.
+    """
+
+    def __init__(self, seed: int, loader: object) -> None:
+        self.seed = seed
+        # An in-memory loader's sampler numbers epochs; a streamed loader does it itself.
+        self.sampler = next((obj for obj in (getattr(loader, "sampler", None), loader)
+                             if callable(getattr(obj, "set_epoch", None))), None)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict) -> None:
+        if self.sampler is not None:
+            self.sampler.set_epoch(next_epoch(checkpoint))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seed_rngs(epoch_seed(self.seed, trainer.current_epoch) ^ 0x5DEECE66D)
+
+
+def next_epoch(checkpoint: dict) -> int:
+    """The 0-based epoch a run resumed from ``checkpoint`` trains first.
+
+    Lightning counts an epoch ``processed`` once its training part ends, and replays an epoch
+    whose checkpoint came before that (a validation-end save)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    processed = progress.get("current", {}).get("processed")
+    return int(processed) if processed is not None else int(checkpoint.get("epoch", -1)) + 1
+
+
+def seed_rngs(seed: int) -> None:
+    """torch's, NumPy's and Python's global generators, without Lightning's log line."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
 class RunStopper(L.Callback):
     """A callback that may end a run early with a status of its own (a sweep's pruner).
 
@@ -148,7 +192,9 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
         save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
     extra = list(callbacks)
-    callbacks: list[L.Callback] = [checkpoint, EpochRecorder(on_epoch, history)]
+    train_loader = make_loader(data.train, batch_size, shuffle=True, seed=cfg.seed)
+    callbacks: list[L.Callback] = [EpochSeeding(cfg.seed, train_loader),
+                                   checkpoint, EpochRecorder(on_epoch, history)]
     if cfg.ema is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
                                             update_every_n_steps=cfg.ema.every_n_steps,
@@ -172,7 +218,6 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(checkpoint_dir), deterministic=False)
 
-    train_loader = make_loader(data.train, batch_size, shuffle=True, seed=cfg.seed)
     val_loader = make_loader(data.val, max(cfg.batch_size, 512), shuffle=False) if data.val else None
     started = time.perf_counter()
     status = "completed"
