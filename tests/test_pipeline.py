@@ -73,8 +73,11 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path):
                "early_stopping": {"monitor": "val_loss", "min_delta": 0.5, "patience": 1}}))
     outcome = run_experiment(cfg, say=quiet)
     metrics = outcome.metrics
-    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
+    assert metrics["epochs_run"] == 2
     assert "early stopping" in metrics["stop_reason"]
+    # At lr 1e-9 the two val_losses differ by rounding only: which is lower depends on the seed.
+    val_losses = [row["val_loss"] for row in read_history(outcome.run_dir)]
+    assert metrics["best_epoch"] == 1 + val_losses.index(min(val_losses))
 
 
 def test_failed_run_is_marked_failed(tmp_path, monkeypatch):

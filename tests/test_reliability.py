@@ -627,6 +627,13 @@ DOC_TAIL = """## Also guaranteed (tests elsewhere)
 * A full or read-only disk during a run is a message (exit 2) and the run's metrics.json
   says `failed` with the reason; `cnnlab resume` continues once space is free
   (tests/store/test_faults.py).
+* A resumed run trains what the uninterrupted run would have: `train.seed` fixes the initial
+  weights (as Keras's `set_random_seed`), and each epoch's batch order, augmentation and
+  dropout draws come from (seed, epoch) alone (`data/loader.py`'s `EpochSeededSampler`,
+  `train/fit.py`'s `EpochSeeding`). Before 2026-12-07 a resumed run replayed epoch 1's order
+  and random draws and the initial weights ignored the seed;
+  `tests/test_pipeline.py::test_resumed_run_trains_what_the_uninterrupted_run_trains` checks
+  that an interrupted and resumed run's per-epoch losses equal a whole run's.
 * Config fuzzing (tests/config/test_fuzz.py): random experiment dicts and `--set` strings only
   ever validate or give a ConfigError (exit 2).
 """
