@@ -132,6 +132,7 @@ class EpochSeeding(L.Callback):
             self.sampler.set_epoch(next_epoch(checkpoint))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not the sampler's seed itself: augmentation must not draw the permutation's stream.
         seed_rngs(epoch_seed(self.seed, trainer.current_epoch) ^ 0x5DEECE66D)
 
 
@@ -146,7 +147,10 @@ def next_epoch(checkpoint: dict) -> int:
 
 
 def seed_rngs(seed: int) -> None:
-    """torch's, NumPy's and Python's global generators, without Lightning's log line."""
+    """torch's, NumPy's and Python's global generators.
+
+    Not Lightning's seed_everything: it takes 32-bit seeds only and rewrites PL_GLOBAL_SEED,
+    which DDP samplers and loader workers read, at every call."""
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
