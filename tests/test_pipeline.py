@@ -121,10 +121,15 @@ def test_interrupted_run_is_marked_and_resumes_to_completion(tmp_path, monkeypat
         resume_experiment(outcome.run_dir, say=quiet)
 
 
-@pytest.mark.parametrize("source", ["digits", "streamed"])
-def test_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_path, monkeypatch, source):
+# A checkpoint that stops improving (val_loss can only get worse than epoch 1's under mode max)
+# and no monitor at all: last.ckpt must still be the last epoch's, not the best one's.
+@pytest.mark.parametrize(("source", "checkpoint"), [
+    ("digits", {"monitor": "val_accuracy"}), ("streamed", {"monitor": "val_accuracy"}),
+    ("digits", {"monitor": "val_loss", "mode": "max"}), ("digits", None)])
+def test_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_path, monkeypatch, source,
+                                                               checkpoint):
     """After a resume the next epoch starts, with the batches, augmentation and dropout draws
-    the uninterrupted run had in that epoch, not epoch 1's again."""
+    the uninterrupted run had in that epoch, not epoch 1's again (nor the best epoch's next)."""
     import cnnlab.train.fit as fit
 
     data = {"name": "digits"}
@@ -140,7 +145,7 @@ def test_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_path, monkeypa
             model={"layers": [{"conv2d": {"filters": 4, "padding": "same", "activation": "relu"}},
                               {"maxpool2d": {"pool": 2}}, {"dropout": {"rate": 0.3}},
                               {"flatten": {}}]},
-            train={"epochs": 4, "checkpoint": {"monitor": "val_accuracy"}}))
+            train={"epochs": 4, "checkpoint": checkpoint}))
 
     whole = run_experiment(experiment("whole"), say=quiet)
     original = fit.EpochRecorder.on_train_epoch_start

@@ -634,6 +634,12 @@ DOC_TAIL = """## Also guaranteed (tests elsewhere)
   and random draws and the initial weights ignored the seed;
   `tests/test_pipeline.py::test_resumed_run_trains_what_the_uninterrupted_run_trains` checks
   that an interrupted and resumed run's per-epoch losses equal a whole run's.
+* A resumed run continues after the last finished epoch, not after the best one:
+  `checkpoints/last.ckpt` is written at every epoch's end. Before 2026-12-07 Lightning's
+  `save_last=True` wrote it only in epochs that improved the monitored metric (so a resume
+  redid every epoch since the best), and a run with `checkpoint: null` had no last.ckpt and
+  could not be resumed at all; the same test covers a metric that stops improving and
+  `checkpoint: null`.
 * Config fuzzing (tests/config/test_fuzz.py): random experiment dicts and `--set` strings only
   ever validate or give a ConfigError (exit 2).
 """

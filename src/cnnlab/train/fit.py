@@ -189,16 +189,21 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         lit.to(memory_format=torch.channels_last)
 
     history = history if history is not None else []
-    # Without a monitor Lightning keeps only last.ckpt (what resuming needs) and no best epoch.
     monitor = cfg.checkpoint.monitor if cfg.checkpoint else None
     mode = resolve_mode(monitor, cfg.checkpoint.mode) if monitor else "min"
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
-        save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
+                           save_top_k=1, enable_version_counter=False) if monitor else None
+    # Not save_last=True: Lightning 2.6 writes last.ckpt only in epochs that also wrote the best
+    # one, so a run resumed after its best epoch redid every epoch since (and a run without a
+    # monitor had no last.ckpt at all). A monitor-less callback keeping one file writes it each
+    # epoch; listed after ``best`` so the state it saves holds this epoch's best score.
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1,
+                           enable_version_counter=False)
     extra = list(callbacks)
     train_loader = make_loader(data.train, batch_size, shuffle=True, seed=cfg.seed)
     callbacks: list[L.Callback] = [EpochSeeding(cfg.seed, train_loader),
-                                   checkpoint, EpochRecorder(on_epoch, history)]
+                                   *([best] if best else []), last,
+                                   EpochRecorder(on_epoch, history)]
     if cfg.ema is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
                                             update_every_n_steps=cfg.ema.every_n_steps,
@@ -246,7 +251,7 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
     if stopper is not None and status == "completed":
         status = stopper.stopped[0]
 
-    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    best_path = Path(best.best_model_path) if best and best.best_model_path else None
     last_path = checkpoint_dir / "last.ckpt"
     return TrainResult(
         status=status, epochs_run=len(history), train_seconds=seconds, history=history,
