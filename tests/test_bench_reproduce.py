@@ -54,3 +54,27 @@ def test_a_run_made_by_hand_becomes_the_recipes_row(tmp_path):
     assert (row["epochs_run"], row["epochs_planned"], row["batch_size"]) == (2, 2, 8)
     assert f"--set data.root={root}" in row["command"] and len(row["curve"]) == 2
     assert 0 <= row["wall_minutes"] < 10
+
+
+def test_report001_runs_on_stand_in_data_and_its_row_says_so(tmp_path):
+    from cnnlab.config import load_config
+
+    reproduce = _reproduce()
+    five = REPO / "recipes" / "report001" / "cnn_k333_5classes.yaml"
+    overrides, text = reproduce.stand_in_of(five)
+    cfg = load_config(five, ["data.name=imagefolder", f"data.root={tmp_path}", *overrides])
+    assert (cfg.data.channels, cfg.data.image_size) == (1, 28) or cfg.data.image_size == (28, 28)
+    assert cfg.data.classes == ["airplane", "automobile", "bird", "cat", "deer"]
+    assert "CIFAR-10" in text and reproduce.stand_in_of(
+        REPO / "recipes" / "report002" / "01_two_conv.yaml") == ([], None)
+    ten = reproduce.stand_in_of(REPO / "recipes" / "report001" / "resnet20_10classes.yaml")
+    assert "data.channels=1" in ten[0] and not any("classes" in o for o in ten[0])
+
+    row = {"recipe": "recipes/report001/cnn_k333_5classes.yaml", "report": "Report 001",
+           "experiment": "3-layer CNN", "published": 72.8, "cnnlab_accuracy": 70.0,
+           "stand_in": text, "epochs_run": 351, "epochs_planned": 351, "capped": False,
+           "batch_size": 512, "wall_minutes": 1.0, "seconds_per_epoch": 0.2, "command": "c",
+           "machine": {"cuda": "GPU"}}
+    page = reproduce.render_table({row["recipe"]: row})
+    assert "| 70.00 | n/a (other data) |" in page and f"stand-in data: {text}" in page
+    assert "measured on stand-in data (see Notes): 70.00%" in page
