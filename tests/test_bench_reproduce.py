@@ -63,7 +63,7 @@ def test_report001_runs_on_stand_in_data_and_its_row_says_so(tmp_path):
     five = REPO / "recipes" / "report001" / "cnn_k333_5classes.yaml"
     overrides, text = reproduce.stand_in_of(five)
     cfg = load_config(five, ["data.name=imagefolder", f"data.root={tmp_path}", *overrides])
-    assert (cfg.data.channels, cfg.data.image_size) == (1, 28) or cfg.data.image_size == (28, 28)
+    assert cfg.data.channels == 1 and cfg.data.image_size in (28, (28, 28))
     assert cfg.data.classes == ["airplane", "automobile", "bird", "cat", "deer"]
     assert "CIFAR-10" in text and reproduce.stand_in_of(
         REPO / "recipes" / "report002" / "01_two_conv.yaml") == ([], None)
