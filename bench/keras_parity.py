@@ -151,7 +151,7 @@ def run_keras(python: str, model: str, root: Path, epochs: int, batch: int, seed
 
 def summarise(model: str, runs: list[dict]) -> dict:
     """Per side: mean ± std of accuracy and steady seconds per epoch; Welch cnnlab vs Keras."""
-    from cnnlab.report.compare import mean_std, welch
+    from cnnlab.report.significance import mean_std, welch
 
     out: dict = {"model": model}
     acc = {}

@@ -109,7 +109,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout"),
 ) -> None:
     """Compare experiments: one row each, seeds aggregated (mean ± std, n)."""
-    from cnnlab.report import compare as cmp_mod
+    from cnnlab.report import compare_output as cmp_mod
 
     if fmt not in ("table", "csv", "md", "json"):
         raise CnnlabError(f"--format {fmt!r} is not one of table, csv, md, json.")
@@ -447,7 +447,8 @@ def _seed_line(seed: int, outcome) -> None:
 
 
 def _finish_seeds(result, cfg) -> None:
-    from cnnlab.report.compare import fmt_mean_std, mean_std
+    from cnnlab.report.compare_output import fmt_mean_std
+    from cnnlab.report.significance import mean_std
 
     outcomes = result.outcomes
     completed = [o for o in outcomes if o.metrics["status"] == "completed"]

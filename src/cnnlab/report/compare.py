@@ -16,21 +16,14 @@ says so instead of guessing.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from rich.table import Table
-
 from cnnlab.errors import CnnlabError
+from cnnlab.report.significance import Significance, mean_std, welch
 from cnnlab.store.catalog import RunRecord
-
-ALPHA = 0.05
-TEST_NAME = "Welch's t-test (two-sided, unequal variances), alpha 0.05"
 
 # Settings that never change a result: left out of grouping and of the differing columns.
 IGNORED_KEYS = ("name", "description", "runs_dir", "train.seed", "train.progress_bar",
@@ -48,61 +41,6 @@ SUMMARY_METRICS = ("val.accuracy", "val.log_loss", "test.accuracy", "test.log_lo
 
 class CompareError(CnnlabError):
     """The runs cannot be compared as asked (unknown metric, baseline not among the rows)."""
-
-
-# --------------------------------------------------------------------------------- stats
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; NaN for fewer than two values)."""
-    values = [float(v) for v in values]
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
-
-
-@dataclass
-class Significance:
-    delta: float  # row mean - baseline mean
-    p_value: float | None
-    verdict: str  # baseline | significant | not significant | cannot judge
-    reason: str = ""
-
-    @property
-    def significant(self) -> bool | None:
-        return {"significant": True, "not significant": False}.get(self.verdict)
-
-    def text(self, digits: int = 4) -> str:
-        if self.verdict == "baseline":
-            return "baseline"
-        delta = f"{self.delta:+.{digits}f}" if math.isfinite(self.delta) else "n/a"
-        if self.verdict == "cannot judge":
-            return f"{delta}, cannot judge: {self.reason}"
-        return f"{delta}, p={self.p_value:.3g}, {self.verdict}"
-
-
-def welch(values: Sequence[float], baseline: Sequence[float], alpha: float = ALPHA) -> Significance:
-    """Is the difference of the means of ``values`` and ``baseline`` significant?"""
-    a, b = [float(v) for v in values], [float(v) for v in baseline]
-    delta = (mean_std(a)[0] - mean_std(b)[0]) if a and b else math.nan
-    if len(a) < 2 or len(b) < 2:
-        return Significance(delta, None, "cannot judge",
-                            f"{min(len(a), len(b))} seed(s) on one side; significance needs at least "
-                            "2 seeds on each (cnnlab run --seeds N)")
-    if mean_std(a)[1] == 0 and mean_std(b)[1] == 0:
-        if delta == 0:
-            return Significance(delta, 1.0, "not significant", "identical values")
-        return Significance(delta, None, "cannot judge", "no spread between seeds on either side")
-    from scipy.stats import ttest_ind
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(ttest_ind(a, b, equal_var=False).pvalue)
-    verdict = "significant" if p < alpha else "not significant"
-    return Significance(delta, p, verdict)
 
 
 # ---------------------------------------------------------------------------------- rows
@@ -226,10 +164,10 @@ def compact_specs(items: list) -> str:
     parts = []
     for item in items:
         if not isinstance(item, dict) or "type" not in item:
-            parts.append(_plain(item))
+            parts.append(plain_text(item))
             continue
         defaults = _DEFAULTS.get(str(item["type"]), {})
-        args = [f"{k}={_plain(v)}" for k, v in item.items()
+        args = [f"{k}={plain_text(v)}" for k, v in item.items()
                 if k != "type" and not (k in defaults and defaults[k] == v)
                 and not (k == "name" and v is None)]
         parts.append(f"{item['type']}({', '.join(args)})" if args else str(item["type"]))
@@ -390,29 +328,7 @@ def mark_pareto(rows: Sequence[Row], accuracy: str | None = None) -> None:
             for other, a, s in points if other is not row)
 
 
-# ------------------------------------------------------------------------------- output
-
-def fmt_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"
-
-
-def fmt_mean_std(mean: float, std: float, digits: int = 4) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    if not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _plain(value: Any) -> str:
+def plain_text(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, list) and value and all(isinstance(v, dict) and "type" in v for v in value):
@@ -422,152 +338,3 @@ def _plain(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def display_columns(cmp: Comparison) -> list[str]:
-    cols = ["experiment", "n", "model", "input", "batch", "augment", "normalize", "epochs", "lr",
-            "params", "val acc", "val loss", "test acc", "test loss", "train time"]
-    if cmp.metric not in SUMMARY_METRICS:
-        cols.append(cmp.metric)
-    if cmp.include_all:
-        cols.insert(2, "status")
-    if cmp.baseline is not None:
-        cols.append(f"vs {cmp.baseline.label}")
-    return cols + cmp.differing
-
-
-def display_cells(cmp: Comparison, row: Row) -> list[str]:
-    cells = {
-        "experiment": row.label, "n": str(row.n), "status": row.statuses, "model": row.model,
-        "input": row.input_shape, "batch": _plain(row.config.get("train.batch_size")),
-        "augment": row.augment, "normalize": _plain(row.config.get("data.normalization")),
-        "epochs": row.epochs, "lr": _plain(row.config.get("train.lr")),
-        "params": f"{row.params:,}" if row.params is not None else "-",
-        "val acc": fmt_mean_std(row.mean("val.accuracy"), row.std("val.accuracy")),
-        "val loss": fmt_mean_std(row.mean("val.log_loss"), row.std("val.log_loss")),
-        "test acc": fmt_mean_std(row.mean("test.accuracy"), row.std("test.accuracy")),
-        "test loss": fmt_mean_std(row.mean("test.log_loss"), row.std("test.log_loss")),
-        "train time": fmt_seconds(row.mean("train_seconds")),
-        cmp.metric: fmt_mean_std(row.mean(cmp.metric), row.std(cmp.metric)),
-    }
-    if cmp.baseline is not None:
-        cells[f"vs {cmp.baseline.label}"] = row.significance.text() if row.significance else ""
-    for key in cmp.differing:
-        cells[key] = _plain(row.config[key]) if key in row.config else "-"
-    return [cells[c] for c in display_columns(cmp)]
-
-
-def footnote(cmp: Comparison) -> str:
-    order = "highest" if cmp.descending else "lowest"
-    text = (f"Sorted by {cmp.metric} ({order} first). Values are mean ± sample std over seeds "
-            "(n = seeds).")
-    if cmp.baseline is not None:
-        text += (f" Significance of the difference in {cmp.metric} from {cmp.baseline.label}: "
-                 f"{TEST_NAME}; one seed on either side cannot be judged.")
-    if cmp.differing:
-        text += f" Config keys that differ between rows: {', '.join(cmp.differing)}."
-    return text
-
-
-_CONFIG_COLUMNS = ("model", "input", "batch", "augment", "normalize", "epochs", "lr", "params")
-
-
-def squeezed(cmp: Comparison) -> tuple[list[str], list[list[str]], str]:
-    """Columns and cells with the config columns equal in every row left out, and a caption
-    (the footnote, led by what those columns held) so nothing is lost."""
-    columns = display_columns(cmp)
-    cells = [display_cells(cmp, row) for row in cmp.rows]
-    keep = list(range(len(columns)))
-    common = []
-    if len(cmp.rows) > 1:
-        for i, col in enumerate(columns):
-            if col in _CONFIG_COLUMNS and len({c[i] for c in cells}) == 1:
-                keep.remove(i)
-                common.append(f"{col} {cells[0][i]}")
-    caption = footnote(cmp)
-    if common:
-        caption = f"Same in every row: {', '.join(common)}. " + caption
-    return [columns[i] for i in keep], [[row[i] for i in keep] for row in cells], caption
-
-
-def numeric_columns(cmp: Comparison, columns: Sequence[str]) -> set[int]:
-    """Positions of the columns holding numbers (right-aligned)."""
-    return {i for i, col in enumerate(columns)
-            if col in ("n", "params", "val acc", "val loss", "test acc", "test loss",
-                       "train time", cmp.metric)}
-
-
-def to_table(cmp: Comparison, title: str = "experiments") -> Table:
-    """A terminal table; config columns equal in every row move to the caption to save width."""
-    columns, cells, caption = squeezed(cmp)
-    table = Table(title=title, caption=caption, caption_justify="left")
-    numeric = numeric_columns(cmp, columns)
-    for i, column in enumerate(columns):
-        table.add_column(column, overflow="fold", no_wrap=i in numeric,
-                         justify="right" if i in numeric else "left")
-    for row in cells:
-        table.add_row(*row)
-    return table
-
-
-def to_markdown(cmp: Comparison) -> str:
-    cols = display_columns(cmp)
-    lines = ["| " + " | ".join(_md(c) for c in cols) + " |",
-             "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in cmp.rows:
-        lines.append("| " + " | ".join(_md(c) for c in display_cells(cmp, row)) + " |")
-    return "\n".join(lines) + "\n\n" + footnote(cmp) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def record(cmp: Comparison, row: Row) -> dict[str, Any]:
-    """A row as plain numbers (CSV and JSON)."""
-    out: dict[str, Any] = {
-        "experiment": row.label, "name": row.name, "n": row.n, "seeds": row.seeds,
-        "status": row.statuses, "model": row.model, "input": row.input_shape,
-        "batch": row.config.get("train.batch_size"), "augment": row.augment,
-        "normalize": row.config.get("data.normalization"), "epochs": row.epochs,
-        "lr": row.config.get("train.lr"), "params": row.params, "pareto": row.pareto,
-    }
-    for metric in dict.fromkeys((*SUMMARY_METRICS, cmp.metric)):
-        mean, std = row.mean(metric), row.std(metric)
-        out[f"{metric}.mean"] = mean if math.isfinite(mean) else None
-        out[f"{metric}.std"] = std if math.isfinite(std) else None
-    if cmp.baseline is not None and row.significance is not None:
-        sig = row.significance
-        out.update({"baseline": cmp.baseline.label,
-                    "delta": sig.delta if math.isfinite(sig.delta) else None,
-                    "p_value": sig.p_value, "significance": sig.verdict,
-                    "significant": sig.significant, "significance_note": sig.reason})
-    for key in cmp.differing:
-        value = row.config.get(key)
-        out[key] = _plain(value) if isinstance(value, list) else value
-    return out
-
-
-def to_csv(cmp: Comparison) -> str:
-    rows = [record(cmp, row) for row in cmp.rows]
-    fields = list(rows[0]) if rows else []
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                         for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def to_json(cmp: Comparison) -> str:
-    rows = []
-    for row in cmp.rows:
-        item = record(cmp, row)
-        item["values"] = {m: row.values[m] for m in row.values}
-        item["runs"] = [str(r.run_dir) for r in row.runs]
-        rows.append(item)
-    return json.dumps({"sort": cmp.metric, "descending": cmp.descending,
-                       "baseline": cmp.baseline.label if cmp.baseline else None,
-                       "test": TEST_NAME if cmp.baseline else None,
-                       "differing": cmp.differing, "rows": rows}, indent=2, default=str) + "\n"

@@ -10,7 +10,8 @@ import io
 import math
 from pathlib import Path
 
-from cnnlab.report.compare import Comparison, Row, display_cells, display_columns, footnote
+from cnnlab.report.compare import Comparison, Row
+from cnnlab.report.compare_output import display_cells, display_columns, footnote
 from cnnlab.report.document import data_uri, page
 from cnnlab.report.gallery import new_figure
 from cnnlab.store import write_text

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.report.compare import _plain
+from cnnlab.report.compare import plain_text
 from cnnlab.report.document import (Block, Heading, Image, Paragraph, TableBlock, markdown_table,
                                     render_html, render_markdown)
 from cnnlab.store import read_json, write_text
@@ -249,7 +249,7 @@ def overview_block(sweep: Sweep, storage: str | None = None) -> TableBlock:
         best_text = "none yet: no trial has completed"
     else:
         shown = format_value(best.value, points) + ("%" if points else "")
-        params = ", ".join(f"{k}={_plain(v)}" for k, v in best.params.items())
+        params = ", ".join(f"{k}={plain_text(v)}" for k, v in best.params.items())
         best_text = f"{shown} at trial {best.number}" + (f" ({best.label})" if best.label else "")
         if params:
             best_text += f": {params}"
@@ -279,10 +279,10 @@ def search_space_block(spec: dict[str, Any]) -> TableBlock | None:
     rows = []
     for path, dist in parameters.items():
         if isinstance(dist, dict):
-            rows.append([str(path), ", ".join(f"{k} {_plain(v)}" for k, v in dist.items()
+            rows.append([str(path), ", ".join(f"{k} {plain_text(v)}" for k, v in dist.items()
                                               if v is not None)])
         else:
-            rows.append([str(path), _plain(dist)])
+            rows.append([str(path), plain_text(dist)])
     return TableBlock(["parameter", "distribution"], rows)
 
 
@@ -299,7 +299,7 @@ def trials_block(sweep: Sweep) -> TableBlock | Paragraph:
     for t in sweep.trials:
         run = _relative(t.run_dir, sweep.folder) if t.run_dir is not None else "missing"
         rows.append([str(t.number), t.state, t.status or "-", format_value(t.value, points),
-                     *[_plain(t.params[n]) if n in t.params else "-" for n in names],
+                     *[plain_text(t.params[n]) if n in t.params else "-" for n in names],
                      *([t.label or "-"] if labels else []),
                      str(t.epochs_run) if t.epochs_run is not None else "-",
                      f"{t.train_seconds:.1f}" if _finite(t.train_seconds) else "-", run])
@@ -440,7 +440,8 @@ def compare_metric(metric: str) -> str:
 
 
 def leaderboard_blocks(sweep: Sweep, notes: list[str]) -> list[Block]:
-    from cnnlab.report.compare import CompareError, compare, numeric_columns, squeezed
+    from cnnlab.report.compare import CompareError, compare
+    from cnnlab.report.compare_output import numeric_columns, squeezed
     from cnnlab.report.leaderboard import write_leaderboard
     from cnnlab.store.catalog import find_runs
 

@@ -11,7 +11,7 @@ import difflib
 import math
 from typing import Any, Sequence
 
-from cnnlab.report.compare import _plain, compact_specs, differing_config_keys, result_config
+from cnnlab.report.compare import compact_specs, differing_config_keys, plain_text, result_config
 
 __all__ = ["config_changes", "format_delta", "format_value", "in_points"]
 
@@ -26,11 +26,11 @@ def config_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[st
         if key not in after:
             changes.append(f"-{key}")
         elif key not in before:
-            changes.append(f"{key}={_plain(after[key])}")
+            changes.append(f"{key}={plain_text(after[key])}")
         elif _is_spec_list(before[key]) and _is_spec_list(after[key]):
             changes.append(f"{key}: {spec_list_changes(before[key], after[key])}")
         else:
-            changes.append(f"{key}={_plain(after[key])}")
+            changes.append(f"{key}={plain_text(after[key])}")
     return changes
 
 
