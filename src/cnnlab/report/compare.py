@@ -329,6 +329,7 @@ def mark_pareto(rows: Sequence[Row], accuracy: str | None = None) -> None:
 
 
 def plain_text(value: Any) -> str:
+    """A config value as one short cell: layer lists compact, floats without trailing zeros."""
     if value is None:
         return "null"
     if isinstance(value, list) and value and all(isinstance(v, dict) and "type" in v for v in value):
