@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab.cli_catalogue import register as register_catalogue
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -313,92 +314,6 @@ def plan(
                   soft_wrap=True)
 
 
-@app.command()
-def recipes(pattern: str = typer.Argument("*", help="glob over recipe names")) -> None:
-    """List the ready experiments of the reference reports (run one with `cnnlab run <path>`)."""
-    import fnmatch
-
-    from cnnlab.recipes import list_recipes
-
-    table = Table(title="recipes", caption="run one: cnnlab run recipes/<recipe>.yaml; a sweep: "
-                  "cnnlab sweep recipes/<recipe>.yaml")
-    table.add_column("recipe", no_wrap=True)  # a name to copy: never split over lines
-    for column in ("kind", "published", "source"):
-        table.add_column(column, overflow="fold")
-    for recipe in list_recipes():
-        if fnmatch.fnmatch(recipe.name, pattern):
-            published = (f"{100 * recipe.published_accuracy:.2f}% {recipe.published_split}"
-                         if recipe.published_accuracy is not None else "")
-            table.add_row(recipe.name, recipe.kind, published, recipe.citation)
-    console.print(table)
-
-
-@app.command()
-def datasets(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the dataset sources."""
-    from cnnlab.data import DATASETS
-
-    _print_registry("dataset", DATASETS.describe(pattern))
-
-
-@app.command()
-def models(pattern: str = typer.Argument("*", help="glob over names"),
-           backbones: bool = typer.Option(False, "--backbones", help="list the timm and "
-                                          "torchvision names model.backbone accepts, and "
-                                          "whether their weights are on this machine")) -> None:
-    """List the model builders (or, with --backbones, the backbone names)."""
-    if backbones:
-        from cnnlab.models.backbones import list_backbones
-
-        rows = list_backbones(pattern)
-        table = Table(title="backbones", caption="weights: offline = cached here, download = "
-                      "fetched on first use, none = random init only (pretrained: false)")
-        table.add_column("backbone")
-        table.add_column("weights")
-        for row in rows:
-            table.add_row(row.name, row.weights)
-        console.print(table)
-        _say(f"{len(rows)} backbones, {sum(r.weights == 'offline' for r in rows)} with weights "
-             "offline")
-        return
-    from cnnlab.models import MODELS
-
-    _print_registry("model", MODELS.describe(pattern))
-
-
-@app.command()
-def augmentations(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the batch augmentations."""
-    from cnnlab.data.augment import AUGMENTATIONS
-
-    _print_registry("augmentation", AUGMENTATIONS.describe(pattern))
-
-
-@app.command()
-def losses(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the losses."""
-    from cnnlab.train import LOSSES
-
-    _print_registry("loss", LOSSES.describe(pattern))
-
-
-@app.command()
-def layers(pattern: str = typer.Argument("*", help="glob over names")) -> None:
-    """List the layer types of `model.layers`."""
-    from cnnlab.models import LAYERS
-
-    _print_registry("layer", LAYERS.describe(pattern))
-
-
-def _print_registry(kind: str, rows: list[tuple[str, str]]) -> None:
-    table = Table(title=f"{kind}s", show_lines=False)
-    table.add_column(kind)
-    table.add_column("description")
-    for name, description in rows:
-        table.add_row(name, description)
-    console.print(table)
-
-
 def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
@@ -494,6 +409,10 @@ def _finish_sweep(outcome, sweep_file: Path) -> None:
     if outcome.status != "completed":
         _say(f"sweep {outcome.status}: continue it with: cnnlab sweep {sweep_file} --resume")
         raise typer.Exit(1)
+
+
+# The listing commands (recipes, datasets, models, ...) come last in --help, after the workflow.
+register_catalogue(app)
 
 
 def main(argv: list[str] | None = None) -> None:

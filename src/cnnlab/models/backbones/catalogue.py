@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cnnlab.config.backbone import BackboneModelConfig
 from cnnlab.errors import ConfigError
+from cnnlab.models.backbones.packages import PREFIX, WEIGHT_PACKAGES, package_file
 from cnnlab.models.backbones.weights import timm_weights, torchvision_weights
 
 
@@ -38,7 +39,9 @@ def check_arch(cfg: BackboneModelConfig) -> None:
 @dataclass(frozen=True)
 class BackboneName:
     name: str  # e.g. timm:mobilenetv2_100, what model.backbone takes
-    weights: str  # offline (cached here) | download (the library has them) | none
+    # offline (cached here) | offline (pretrained: package:NAME) (an installed pip package
+    # holds them) | download (the library has them) | none
+    weights: str
 
 
 def _weights_state(lookup, arch: str, spec: str) -> str:
@@ -47,6 +50,19 @@ def _weights_state(lookup, arch: str, spec: str) -> str:
     except ConfigError:
         return "none"
     return "offline" if found.path is not None else "download"
+
+
+def _installed_packages() -> dict[str, str]:
+    """timm arch -> the ``model.pretrained`` value of an installed weights package for it."""
+    installed = {}
+    for name in WEIGHT_PACKAGES.names():
+        entry = WEIGHT_PACKAGES.get(name)
+        try:
+            if package_file(name, entry, required=False) is not None:
+                installed[entry.arch] = f"{PREFIX}{name}"
+        except ConfigError:  # installed without its weights file: not usable offline
+            continue
+    return installed
 
 
 def list_backbones(pattern: str = "*") -> list[BackboneName]:
@@ -58,10 +74,13 @@ def list_backbones(pattern: str = "*") -> list[BackboneName]:
         return fnmatch.fnmatch(f"{source}:{arch}", pattern) or fnmatch.fnmatch(arch, pattern)
 
     rows = []
+    packaged = _installed_packages()
     for arch in timm.list_models():
         if wanted("timm", arch):
-            rows.append(BackboneName(f"timm:{arch}",
-                                     _weights_state(timm_weights, arch, f"timm:{arch}")))
+            state = _weights_state(timm_weights, arch, f"timm:{arch}")
+            if state != "offline" and arch in packaged:
+                state = f"offline (pretrained: {packaged[arch]})"
+            rows.append(BackboneName(f"timm:{arch}", state))
     for arch in torchvision.models.list_models(module=torchvision.models):
         if wanted("torchvision", arch):
             rows.append(BackboneName(f"torchvision:{arch}", _weights_state(
