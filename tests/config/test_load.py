@@ -5,7 +5,6 @@ import yaml
 
 from cnnlab.config import load_config, validate_config
 from cnnlab.config.load import allowed_keys, apply_override
-from cnnlab.config.schema import Focal, TrainConfig
 from cnnlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,14 +27,6 @@ def test_one_key_layer_mappings_become_tagged_specs():
         {"conv2d": {"filters": 8}}, {"maxpool2d": None}, "flatten", {"dense": {"units": 3}}]}})
     assert [layer.type for layer in cfg.model.layers] == ["conv2d", "maxpool2d", "flatten", "dense"]
     assert cfg.model.layers[0].padding == "valid"  # Keras's default
-
-
-def test_shorthands_for_loss_class_weights_and_callbacks():
-    cfg = validate_config({"name": "x", "train": {"loss": "focal", "class_weights": "balanced",
-                                                  "early_stopping": True}})
-    assert isinstance(cfg.train.loss, Focal) and cfg.train.loss.gamma == 2.0
-    assert cfg.train.class_weights.mode == "balanced"
-    assert cfg.train.early_stopping.patience == 5
 
 
 @pytest.mark.parametrize("raw, fragments", [
@@ -107,15 +98,3 @@ def test_allowed_keys_follow_nested_sections_and_unions():
     assert "patience" in allowed_keys(["train", "early_stopping"])
     assert "filters" in allowed_keys(["model", "sequential", "layers", "0", "conv2d"])
     assert set(allowed_keys(["train", "loss", "focal"])) >= {"gamma", "alpha"}
-
-
-def test_assignment_is_validated():
-    cfg = TrainConfig()
-    with pytest.raises(Exception):
-        cfg.epochs = 0
-
-
-def test_progressive_resize_stages_map_epochs_to_training_sizes():
-    cfg = validate_config({"name": "x", "train": {"epochs": 5, "progressive_resize": [
-        {"epochs": 2, "size": 16}, {"epochs": 1, "size": 24}]}})
-    assert [cfg.train.train_size(e) for e in range(5)] == [16, 16, 24, None, None]
