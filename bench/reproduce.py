@@ -238,6 +238,15 @@ NOT_MEASURED = [
 ]
 
 
+# Recipes that train exactly what another recipe trains (only name and description differ:
+# the report names one net twice). A run of the twin is their figure; running both would
+# repeat the same seeded run. tests/test_bench_reproduce.py checks that the configs agree.
+SAME_AS = {
+    "recipes/report004/local_cnn2_32.yaml": "recipes/report004/deeper_cnn_32.yaml",
+    "recipes/report004/local_cnn2_64.yaml": "recipes/report004/deeper_cnn_64.yaml",
+}
+
+
 def recipe_status(recipe: str, rows: dict[str, dict]) -> str:
     """One line on ``recipe`` (a path like recipes/report002/01_two_conv.yaml): measured or why not."""
     from fnmatch import fnmatch
@@ -246,6 +255,14 @@ def recipe_status(recipe: str, rows: dict[str, dict]) -> str:
         capped = " at a capped budget (see Notes)" if rows[recipe].get("capped") else ""
         capped += " on stand-in data (see Notes)" if rows[recipe].get("stand_in") else ""
         return f"measured{capped}: {rows[recipe]['cnnlab_accuracy']:.2f}% (table above)"
+    twin = SAME_AS.get(recipe)
+    if twin in rows:
+        published = recipe_facts(REPO / recipe)["published"]
+        measured = rows[twin]["cnnlab_accuracy"]
+        against = (f"; published for this row {published}%, gap {measured - published:+.2f}"
+                   if published is not None else "")
+        return (f"the same configuration as `{twin}` (only name and description differ), so "
+                f"its measured {measured:.2f}% is this recipe's figure{against}")
     return next(reason for pattern, reason in NOT_MEASURED if fnmatch(recipe, pattern))
 
 

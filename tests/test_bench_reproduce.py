@@ -78,3 +78,19 @@ def test_report001_runs_on_stand_in_data_and_its_row_says_so(tmp_path):
     page = reproduce.render_table({row["recipe"]: row})
     assert "| 70.00 | n/a (other data) |" in page and f"stand-in data: {text}" in page
     assert "measured on stand-in data (see Notes): 70.00%" in page
+
+
+def test_twin_recipes_train_the_same_and_share_their_row():
+    from cnnlab.config import load_config
+
+    reproduce = _reproduce()
+    for recipe, twin in reproduce.SAME_AS.items():
+        configs = [load_config(REPO / path).model_dump() for path in (recipe, twin)]
+        for config in configs:
+            del config["name"], config["description"]
+        assert configs[0] == configs[1], f"{recipe} no longer trains what {twin} trains"
+    recipe, twin = next(iter(reproduce.SAME_AS.items()))
+    status = reproduce.recipe_status(recipe, {twin: {"cnnlab_accuracy": 81.0}})
+    published = reproduce.recipe_facts(REPO / recipe)["published"]
+    assert "81.00%" in status and f"gap {81.0 - published:+.2f}" in status
+    assert "same configuration" not in reproduce.recipe_status(recipe, {})
