@@ -262,7 +262,7 @@ def recipe_status(recipe: str, rows: dict[str, dict]) -> str:
         against = (f"; published for this row {published}%, gap {measured - published:+.2f}"
                    if published is not None else "")
         return (f"the same configuration as `{twin}` (only name and description differ), so "
-                f"its measured {measured:.2f}% is this recipe's figure{against}")
+                f"its figure, {measured:.2f}% (table above), is this recipe's{against}")
     return next(reason for pattern, reason in NOT_MEASURED if fnmatch(recipe, pattern))
 
 
