@@ -59,8 +59,9 @@ def models(pattern: str = typer.Argument("*", help="glob over names"),
         for row in rows:
             table.add_row(row.name, row.weights)
         console.print(table)
-        _say(f"{len(rows)} backbones, {sum(r.weights.startswith('offline') for r in rows)} with weights "
-             "offline")
+        offline = sum(row.weights.startswith("offline") for row in rows)
+        console.print(f"{len(rows)} backbones, {offline} with weights offline", markup=False,
+                      highlight=False, soft_wrap=True)
         return
     from cnnlab.models import MODELS
 
@@ -95,7 +96,3 @@ def _print_registry(kind: str, rows: list[tuple[str, str]]) -> None:
     for name, description in rows:
         table.add_row(name, description)
     console.print(table)
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
