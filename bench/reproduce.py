@@ -67,17 +67,31 @@ def row_from_run(path: Path, run_dir: Path) -> dict:
 
     from cnnlab.store import read_json
 
+    from cnnlab.store import read_history
+
     metrics = read_json(run_dir / "metrics.json")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     started = datetime.strptime(run_dir.name[:15], "%Y%m%d-%H%M%S").timestamp()
-    wall = (run_dir / "metrics.json").stat().st_mtime - started
+    span = (run_dir / "metrics.json").stat().st_mtime - started
+    epoch_seconds = sum(h["seconds"] for h in read_history(run_dir))
+    # A run resumed after an interruption spans idle gaps; its time is then its epochs' time.
+    resumed = span > 1.2 * epoch_seconds + 600
+    wall = epoch_seconds if resumed else span
+    if resumed:
+        metrics = {**metrics, "train_seconds": max(metrics["train_seconds"], epoch_seconds)}
     data = saved["data"]
     overrides = [f"data.name={data['name']}", f"data.root={data['root']}",
                  f"data.val_split={data['val_split']}", f"data.test_split={data['test_split']}",
                  f"data.split_seed={data['split_seed']}", *stand_in_of(path)[0]]
     epochs = saved["train"]["epochs"]
-    return make_row(path, overrides, epochs, False, saved["train"]["batch_size"], run_dir,
-                    metrics, wall)
+    row = make_row(path, overrides, epochs, False, saved["train"]["batch_size"], run_dir,
+                   metrics, wall)
+    if resumed:
+        row["resumed_note"] = (
+            f"resumed after interruption: its wall time is the {epoch_seconds / 60:.1f} min its "
+            f"{len(row['curve'])} epochs took, summed over its sittings, not the "
+            f"{span / 60:.0f} min from first start to last write.")
+    return row
 
 
 def make_row(path: Path, overrides: list[str], planned: int, capped: bool, batch_size: int,
@@ -319,7 +333,7 @@ def render_table(rows: dict[str, dict]) -> str:
                   + ("--max-epochs 30 " if "report003" in recipe else "") + f"{recipe}`"
                   for recipe in missing]
     notes = [(row["recipe"], " ".join(filter(None, [capped_note(row), stand_in_note(row),
-                                                    row.get("note")])))
+                                                    row.get("resumed_note"), row.get("note")])))
              for row in sorted(rows.values(), key=lambda r: r["recipe"])]
     if any(text for _, text in notes):
         lines += ["", "## Notes", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cnnlab.recipes import list_recipes
@@ -34,19 +35,24 @@ def test_the_page_is_generated_not_edited():
         reproduce.load_rows()), "regenerate with: .venv/bin/python bench/reproduce.py --table-only"
 
 
-def test_a_run_made_by_hand_becomes_the_recipes_row(tmp_path):
+def _run_by_hand(tmp_path):
+    """Report 002 step 1 run as a user would by hand (tiny data, 2 epochs): (recipe, root, outcome)."""
     from cnnlab.config import load_config
     from cnnlab.pipeline import run_experiment
     from conftest import make_image_folder
 
-    reproduce = _reproduce()
     recipe = REPO / "recipes" / "report002" / "01_two_conv.yaml"
     root = make_image_folder(tmp_path / "images", per_class=10)
     cfg = load_config(recipe, [
         "data.name=imagefolder", f"data.root={root}", "data.val_split=0.2",
         "data.test_split=0.0", "data.split_seed=0", "train.epochs=2", "train.batch_size=8",
         "train.progress_bar=false", f"runs_dir={tmp_path / 'runs'}"])
-    outcome = run_experiment(cfg, say=lambda text: None)
+    return recipe, root, run_experiment(cfg, say=lambda text: None)
+
+
+def test_a_run_made_by_hand_becomes_the_recipes_row(tmp_path):
+    reproduce = _reproduce()
+    recipe, root, outcome = _run_by_hand(tmp_path)
 
     row = reproduce.row_from_run(recipe, outcome.run_dir)
     assert row["recipe"] == "recipes/report002/01_two_conv.yaml" and row["published"] == 62.07
@@ -94,3 +100,17 @@ def test_twin_recipes_train_the_same_and_share_their_row():
     published = reproduce.recipe_facts(REPO / recipe)["published"]
     assert "81.00%" in status and f"gap {81.0 - published:+.2f}" in status
     assert "same configuration" not in reproduce.recipe_status(recipe, {})
+
+
+def test_a_run_resumed_after_a_gap_counts_its_epochs_time_not_the_gap(tmp_path):
+    reproduce = _reproduce()
+    recipe, _, outcome = _run_by_hand(tmp_path)
+    run_dir = outcome.run_dir
+    # The folder's name is its start stamp: three hours earlier reads as a run with a long gap.
+    earlier = (datetime.strptime(run_dir.name[:15], "%Y%m%d-%H%M%S") - timedelta(hours=3))
+    moved = run_dir.rename(run_dir.with_name(earlier.strftime("%Y%m%d-%H%M%S") + run_dir.name[15:]))
+
+    row = reproduce.row_from_run(recipe, moved)
+    assert row["wall_minutes"] < 10  # the epochs' time, not 180 minutes
+    assert "resumed after interruption" in row["resumed_note"] and "180 min" in row["resumed_note"]
+    assert "resumed after interruption" in reproduce.render_table({row["recipe"]: row})

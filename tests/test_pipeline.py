@@ -111,9 +111,17 @@ def test_interrupted_run_is_marked_and_resumes_to_completion(tmp_path, monkeypat
     assert json.loads((outcome.run_dir / "metrics.json").read_text())["status"] == "interrupted"
     assert "cnnlab resume" in outcome.metrics["resume"]
 
+    # The first sitting's epoch "took" 1000 s: the resumed run's training time must include it.
+    history = outcome.run_dir / "history.csv"
+    header, first, *rest = history.read_text().splitlines()
+    seconds = header.split(",").index("seconds")
+    first = ",".join("1000.0" if i == seconds else v for i, v in enumerate(first.split(",")))
+    history.write_text("\n".join([header, first, *rest]) + "\n")
+
     monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", original)
     resumed = resume_experiment(outcome.run_dir, say=quiet)
     assert resumed.metrics["status"] == "completed" and resumed.metrics["epochs_run"] == 3
+    assert 1000.0 < resumed.metrics["train_seconds"] < 1100.0
     epochs = [row.split(",")[0] for row in
               (outcome.run_dir / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["1", "2", "3"]

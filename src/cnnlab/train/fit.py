@@ -84,6 +84,7 @@ class EpochRecorder(L.Callback):
         self._val_seconds = 0.0
         self._validated = False
         self._lr = math.nan
+        self.first_epoch = math.inf  # the first epoch this process trained (a resume starts later)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
@@ -106,6 +107,7 @@ class EpochRecorder(L.Callback):
         row["lr"] = self._lr
         row["seconds"] = time.perf_counter() - self._started
         row["val_seconds"] = self._val_seconds
+        self.first_epoch = min(self.first_epoch, row["epoch"])
         # A resumed run replays from its checkpoint: later rows of the old history are stale.
         self.history[:] = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
         self.on_epoch(row)
@@ -201,9 +203,9 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
                            enable_version_counter=False)
     extra = list(callbacks)
     train_loader = make_loader(data.train, batch_size, shuffle=True, seed=cfg.seed)
+    recorder = EpochRecorder(on_epoch, history)
     callbacks: list[L.Callback] = [EpochSeeding(cfg.seed, train_loader),
-                                   *([best] if best else []), last,
-                                   EpochRecorder(on_epoch, history)]
+                                   *([best] if best else []), last, recorder]
     if cfg.ema is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay,
                                             update_every_n_steps=cfg.ema.every_n_steps,
@@ -242,7 +244,9 @@ def train(classifier: Classifier, data: DataBundle, cfg: TrainConfig,
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if shape.devices > 1:
             configure_cpu(cfg.threads)  # rank 0 evaluates alone afterwards: all cores again
-    seconds = time.perf_counter() - started
+    # A resumed run's training time includes its earlier sittings' epochs (not the gaps between).
+    seconds = time.perf_counter() - started + sum(
+        r["seconds"] for r in history if r["epoch"] < recorder.first_epoch)
     if trainer.interrupted:
         status = "interrupted"
     elif lit.diverged_at is not None:
