@@ -65,9 +65,7 @@ def row_from_run(path: Path, run_dir: Path) -> dict:
     background): its wall time is from the run folder's start stamp to metrics.json's last write."""
     import yaml
 
-    from cnnlab.store import read_json
-
-    from cnnlab.store import read_history
+    from cnnlab.store import read_history, read_json
 
     metrics = read_json(run_dir / "metrics.json")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
