@@ -112,11 +112,11 @@ def test_interrupted_run_is_marked_and_resumes_to_completion(tmp_path, monkeypat
     assert "cnnlab resume" in outcome.metrics["resume"]
 
     # The first sitting's epoch "took" 1000 s: the resumed run's training time must include it.
-    history = outcome.run_dir / "history.csv"
-    header, first, *rest = history.read_text().splitlines()
-    seconds = header.split(",").index("seconds")
-    first = ",".join("1000.0" if i == seconds else v for i, v in enumerate(first.split(",")))
-    history.write_text("\n".join([header, first, *rest]) + "\n")
+    from cnnlab.store.run import read_history, write_csv
+
+    history = read_history(outcome.run_dir)
+    history[0]["seconds"] = 1000.0
+    write_csv(outcome.run_dir / "history.csv", history, list(history[0]))
 
     monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", original)
     resumed = resume_experiment(outcome.run_dir, say=quiet)
