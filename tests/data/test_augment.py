@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.config.schema import (
-    AugmentSpec, Brightness, Contrast, Flip, RandomCrop, Rotation, Translation, Zoom,
+    AugmentSpec, Brightness, Contrast, Cutout, Flip, RandomCrop, Rotation, Translation, Zoom,
 )
 from cnnlab.data import augment
 from cnnlab.data.augment import AUGMENTATIONS, build_augment
@@ -47,6 +47,8 @@ ALL_SPECS = [
     Contrast(type="contrast", factor=0.9),
     RandomCrop(type="random_crop", padding=3, pad_mode="reflect"),
     RandomCrop(type="random_crop", padding=3, pad_mode="constant"),
+    Cutout(type="cutout", size=4),
+    Cutout(type="cutout", size=4, fill="zero"),
 ]
 
 
@@ -145,6 +147,30 @@ def test_random_crop_returns_windows_of_the_padded_input(pad_mode):
         assert found, f"sample {b} is not a window of its padded image"
         offsets.add(found[0])
     assert len(offsets) > 5  # offsets are drawn per sample
+
+
+@pytest.mark.parametrize("fill", ["mean", "zero"])
+def test_cutout_blanks_one_whole_square_per_image(fill):
+    size, h, w = 3, 7, 9
+    x = 1.0 + _images(b=64, h=h, w=w, value_range=100.0)  # no pixel is 0 before
+    out = _apply(Cutout(type="cutout", size=size, fill=fill), x)
+    changed = (out != x).any(dim=1)  # (B, H, W)
+    corners = set()
+    for b in range(len(x)):
+        ys, xs = changed[b].nonzero(as_tuple=True)
+        top, left = int(ys.min()), int(xs.min())
+        assert len(ys) == size * size and int(ys.max()) == top + size - 1  # a square, inside
+        assert int(xs.max()) == left + size - 1
+        expected = (x[b].mean(dim=(-2, -1)) if fill == "mean" else torch.zeros(3))
+        torch.testing.assert_close(out[b, :, top, left], expected)
+        corners.add((top, left))
+    assert len(corners) > 10  # placed per sample
+
+
+def test_cutout_larger_than_the_image_blanks_all_of_it():
+    x = _images(b=2, h=4, w=4)
+    out = _apply(Cutout(type="cutout", size=12, fill="zero"), x)
+    assert torch.equal(out, torch.zeros_like(x))
 
 
 def test_multiplicative_brightness_scales_each_sample_like_imagedatagenerator():

@@ -174,8 +174,18 @@ class RandomCrop(Strict):
     pad_mode: Literal["constant", "reflect"] = "reflect"
 
 
+class Cutout(Strict):
+    """Cutout (DeVries & Taylor 2017, as airbench96 uses it): one ``size`` x ``size`` square
+    per image, placed wholly inside it, is blanked."""
+    type: Literal["cutout"]
+    size: PositiveInt = 12
+    fill: Literal["mean", "zero"] = Field(
+        "mean", description="mean: the image's own channel means (close to airbench's 0 after "
+        "standardisation); zero: black")
+
+
 AugmentSpec = Annotated[
-    Union[Flip, Rotation, Zoom, Translation, Brightness, Contrast, RandomCrop],
+    Union[Flip, Rotation, Zoom, Translation, Brightness, Contrast, RandomCrop, Cutout],
     Field(discriminator="type"),
 ]
 

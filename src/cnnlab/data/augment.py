@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.config.schema import (
-    AugmentSpec, Brightness, Contrast, Flip, RandomCrop, Rotation, Translation, Zoom,
+    AugmentSpec, Brightness, Contrast, Cutout, Flip, RandomCrop, Rotation, Translation, Zoom,
 )
 from cnnlab.registry import Registry
 
@@ -173,6 +173,26 @@ def random_crop(x: Tensor, spec: RandomCrop, *, value_range: float = 255.0,
     # One gather for the whole batch (airbench's batch_crop): NHWC view so that the
     # advanced indices are adjacent and the channel axis rides along.
     out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    return _layout_of(x, out)
+
+
+@AUGMENTATIONS.register("cutout", "blank one size x size square per image, wholly inside it")
+def cutout(x: Tensor, spec: Cutout, *, value_range: float = 255.0,
+           generator: torch.Generator | None = None, epoch: int = 0) -> Tensor:
+    n, _, h, w = x.shape
+    sh, sw = min(spec.size, h), min(spec.size, w)
+    top = torch.randint(0, h - sh + 1, (n, 1, 1), device=x.device, generator=generator)
+    left = torch.randint(0, w - sw + 1, (n, 1, 1), device=x.device, generator=generator)
+    rows = torch.arange(h, device=x.device)[None, :, None]  # (1, H, 1)
+    cols = torch.arange(w, device=x.device)[None, None, :]  # (1, 1, W)
+    inside = ((rows >= top) & (rows < top + sh) & (cols >= left) & (cols < left + sw))
+    fill = (x.mean(dim=(-2, -1), keepdim=True) if spec.fill == "mean"
+            else torch.zeros((), dtype=x.dtype, device=x.device))
+    return _layout_of(x, torch.where(inside[:, None], fill, x))  # mask (B, 1, H, W)
+
+
+def _layout_of(x: Tensor, out: Tensor) -> Tensor:
+    """``out`` in ``x``'s memory format, so a channels_last batch stays channels_last."""
     fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
            and not x.is_contiguous() else torch.contiguous_format)
     return out.contiguous(memory_format=fmt)
