@@ -71,8 +71,10 @@ def _new_run(cfg: ExperimentConfig) -> Path:
     return run_dir
 
 
-def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
-    """Continue an interrupted (or failed) run from its last checkpoint, in the same folder."""
+def resume_experiment(run_dir: Path, *, say: Say = print, callbacks: Sequence = (),
+                      tags: dict | None = None) -> RunOutcome:
+    """Continue an interrupted (or failed) run from its last checkpoint, in the same folder;
+    ``callbacks`` and ``tags`` as for :func:`run_experiment`."""
     run_dir = open_run(run_dir)
     if is_worker():
         cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
@@ -86,7 +88,7 @@ def resume_experiment(run_dir: Path, *, say: Say = print) -> RunOutcome:
                        "epoch ended): start it again with `cnnlab run`.")
     check_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     cfg = validate_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
-    return _run_in(run_dir, cfg, say=say, resume=True)
+    return _run_in(run_dir, cfg, say=say, resume=True, callbacks=callbacks, tags=tags)
 
 
 def _run_in(run_dir: Path, cfg: ExperimentConfig, *, say: Say, resume: bool,

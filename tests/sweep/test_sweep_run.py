@@ -171,6 +171,83 @@ def test_resume_requeues_an_interrupted_trial_once(tmp_path):
     assert float(rows[2]["train.lr"]) != pytest.approx(trial.params["train.lr"])
 
 
+def test_resume_continues_an_interrupted_trial_from_its_checkpoint(tmp_path, monkeypatch):
+    import cnnlab.train.fit as fit
+
+    path = write_sweep(tmp_path, {"method": "list", "experiments": [{"train.lr": 0.002}]},
+                       epochs=3)
+    loaded = load_sweep(path)
+    original = fit.EpochRecorder.on_train_epoch_start
+    started: list[int] = []
+
+    def ctrl_c_in_third_epoch(self, trainer, pl_module):
+        started.append(trainer.current_epoch)
+        original(self, trainer, pl_module)
+        if trainer.current_epoch == 2 and len(started) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.EpochRecorder, "on_train_epoch_start", ctrl_c_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(loaded, say=lambda text: None)
+    first = next(loaded.folder.parent.rglob("trial-000"))
+    [run_dir] = list(first.iterdir())
+    assert read_json(run_dir / "metrics.json")["status"] == "interrupted"
+
+    notes: list[str] = []
+    outcome = run_sweep(loaded, resume=True, say=notes.append)
+    assert outcome.status == "completed"
+    assert started == [0, 1, 2, 2]  # the second sitting trained only the epoch that was cut
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 3
+    assert metrics["sweep"]["trial"] == 1  # recorded as the retry's trial
+    assert [row["epoch"] for row in _history(run_dir)] == ["1", "2", "3"]
+    rows = _trials(loaded.folder)
+    assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"]
+    assert (loaded.folder / rows[1]["run_dir"]).resolve() == run_dir.resolve()
+    assert not list(loaded.folder.parent.rglob("trial-001"))  # no second folder
+    assert any("continues" in note for note in notes)
+
+
+def test_a_retry_chain_leads_back_to_the_folder_a_killed_worker_left(tmp_path):
+    from datetime import datetime
+
+    from cnnlab.sweep.worker import interrupted_run
+
+    loaded = load_sweep(write_sweep(tmp_path, {"method": "list", "experiments": [{}]}))
+    killed = loaded.folder / "trial-000"
+    old, newest = killed / "20261201-000000-aaaa", killed / "20261201-000001-bbbb"
+    for folder in (old, newest):
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (folder / "metrics.json").write_text(json.dumps({"status": "running"}))
+
+    def frozen(number, user=None, system=None):
+        return optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.FAIL, value=None,
+            datetime_start=datetime.now(), datetime_complete=None, params={}, distributions={},
+            user_attrs=user or {}, system_attrs=system or {}, intermediate_values={})
+
+    # 0 was killed before recording its folder; 1 (Optuna's stale-trial retry of 0) continued
+    # it and was stopped again; 2 (a --resume requeue of 1) must continue the same folder.
+    relative = str(newest.relative_to(loaded.folder))  # as the worker records it
+    trials = [frozen(0), frozen(1, {"run_dir": relative}, {"failed_trial": 0}),
+              frozen(2, {"retry_of": 1})]
+    assert interrupted_run(loaded, trials, 2).resolve() == newest.resolve()
+    assert interrupted_run(loaded, trials[:1] + [frozen(1, system={"failed_trial": 0})], 1) \
+        .resolve() == newest.resolve()  # found by the killed trial's name
+    assert interrupted_run(loaded, trials, 0) is None  # a first attempt continues nothing
+    (newest / "metrics.json").write_text(json.dumps({"status": "completed"}))
+    assert interrupted_run(loaded, trials, 2) is None  # finished: nothing to continue
+    (newest / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    (newest / "checkpoints" / "last.ckpt").unlink()
+    assert interrupted_run(loaded, trials, 2) is None  # stopped before its first epoch ended
+
+
+def _history(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_starting_an_existing_sweep_again_needs_resume(tmp_path, capsys):
     path = write_sweep(tmp_path, {"method": "list", "experiments": [{}]})
     run_sweep(load_sweep(path), say=lambda text: None)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from cnnlab.config.schema import ExperimentConfig
-from cnnlab.store import read_history, read_json, write_json
+from cnnlab.store import read_history, read_json, safe_run_path, write_json
 from cnnlab.sweep.config import Distribution, LoadedSweep
 from cnnlab.sweep.study import create_study, open_storage, progress
 from cnnlab.sweep.tables import write_trial_tables
@@ -152,9 +152,19 @@ class Objective:
                    if sweep.pruner.name != "none" else [])
         tags = {"sweep": {"name": sweep.name, "trial": trial.number, "params": params,
                           "label": label}}
-        from cnnlab.pipeline import run_experiment
+        from cnnlab.pipeline import resume_experiment, run_experiment
 
-        outcome = run_experiment(cfg, say=lambda text: None, callbacks=pruning, tags=tags)
+        earlier = interrupted_run(self.loaded, trial.study.get_trials(deepcopy=False),
+                                  trial.number)
+        if earlier is not None:
+            # A retried trial (Ctrl+C then --resume, or a killed worker) goes on from its first
+            # attempt's last checkpoint instead of repeating the epochs already trained.
+            trial.set_user_attr("run_dir", os.path.relpath(earlier, self.loaded.folder))
+            self.say(f"trial {trial.number} continues {earlier} from its last checkpoint")
+            outcome = resume_experiment(earlier, say=lambda text: None, callbacks=pruning,
+                                        tags=tags)
+        else:
+            outcome = run_experiment(cfg, say=lambda text: None, callbacks=pruning, tags=tags)
         metrics = outcome.metrics
         status = metrics["status"]
         trial.set_user_attr("run_dir", os.path.relpath(outcome.run_dir, self.loaded.folder))
@@ -184,6 +194,44 @@ class Objective:
         if self.threads is not None:
             update["threads"] = self.threads
         return cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
+
+
+def interrupted_run(loaded: LoadedSweep, trials: list[FrozenTrial], number: int) -> Path | None:
+    """The run folder that trial ``number`` can continue, when it retries a trial that was
+    stopped mid-run: the folder must hold a last checkpoint and must not have finished.
+
+    Retries can chain (a continued trial stopped again): each step back follows ``retry_of``
+    (a --resume requeue) or Optuna's ``failed_trial`` (a stale worker's retry); the first
+    attempt that recorded or left a folder is the one to continue.
+    """
+    by_number = {t.number: t for t in trials}
+    current, seen = by_number.get(number), set()
+    while current is not None:
+        origin = current.user_attrs.get("retry_of", current.system_attrs.get("failed_trial"))
+        if origin is None or origin in seen:
+            return None
+        seen.add(origin)
+        current = by_number.get(origin)
+        folder = _run_folder_of(loaded, current) if current is not None else None
+        if folder is not None:
+            return folder if _can_continue(folder) else None
+    return None
+
+
+def _run_folder_of(loaded: LoadedSweep, trial: FrozenTrial) -> Path | None:
+    recorded = trial.user_attrs.get("run_dir")
+    if recorded:
+        return loaded.folder / recorded
+    # A worker killed mid-trial never recorded its folder: the trial's name locates it.
+    parent = safe_run_path(loaded.sweep.runs_dir, f"{loaded.sweep.name}/trial-{trial.number:03d}")
+    folders = sorted(p for p in parent.glob("*") if p.is_dir()) if parent.is_dir() else []
+    return folders[-1] if folders else None
+
+
+def _can_continue(folder: Path) -> bool:
+    metrics = folder / "metrics.json"
+    status = read_json(metrics).get("status") if metrics.is_file() else None
+    return status in ("running", "interrupted") and (folder / "checkpoints" / "last.ckpt").is_file()
 
 
 def _add_to_metrics(run_dir: Path, values: dict[str, Any]) -> None:
@@ -233,4 +281,4 @@ def run_worker(loaded: LoadedSweep, storage_url: str, *, worker: int = 0,
     write_trial_tables(loaded.folder, study)
 
 
-__all__ = ["Objective", "SweepPruning", "metric_value", "queue_points", "run_worker", "suggest"]
+__all__ = ["Objective", "SweepPruning", "interrupted_run", "metric_value", "queue_points", "run_worker", "suggest"]
