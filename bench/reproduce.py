@@ -226,6 +226,13 @@ NOT_MEASURED = [
      "docs/sweeps.md"),
     ("recipes/report002/search.sweep.yaml",
      "16 Optuna trials at a reduced budget on a CIFAR-10 subset: see docs/sweeps.md"),
+    ("recipes/report003/losses.sweep.yaml",
+     "four full-budget trials of final_vgg.yaml (about 70 min each on 2 cores; its first trial, "
+     "focal loss with class weights, is final_vgg.yaml itself, in the table above), run as a sweep "
+     "that spans sessions: `cnnlab sweep recipes/report003/losses.sweep.yaml --set "
+     "data.name=imagefolder --set data.root=../shared/datasets/cifar10/train --set "
+     "data.val_split=0.1 --set data.test_split=0.0 --set data.split_seed=0` (continued with "
+     "--resume; a stopped trial goes on from its last checkpoint); not yet run"),
     ("recipes/transfer/efficientnet_lite0_96.yaml",
      "real ImageNet weights from a pip package; bench/transfer_imagenet.py measures it into "
      "docs/transfer.md (not yet run at full size)"),
