@@ -220,6 +220,7 @@ def test_a_retry_chain_leads_back_to_the_folder_a_killed_worker_left(tmp_path):
         (folder / "checkpoints").mkdir(parents=True)
         (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
         (folder / "metrics.json").write_text(json.dumps({"status": "running"}))
+        (folder / "config.yaml").write_text("name: sw/test/trial-000\n")  # what marks a run
 
     def frozen(number, user=None, system=None):
         return optuna.trial.FrozenTrial(

@@ -246,7 +246,7 @@ class LoadedSweep:
             set_value(raw, key, value, what=f"parameter {key!r}")
         if params and not label:
             label = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-        raw["name"] = f"{self.sweep.name}/trial-{number:03d}"
+        raw["name"] = f"{self.sweep.name}/{trial_name(number)}"
         raw["runs_dir"] = str(self.sweep.runs_dir)
         if self.parent_run_id is not None:
             tracking = raw.setdefault("tracking", {}) or {}
@@ -263,6 +263,11 @@ class LoadedSweep:
         if candidate.is_absolute() or candidate.exists() and not (self.path.parent / file).exists():
             return candidate
         return self.path.parent / file
+
+
+def trial_name(number: int) -> str:
+    """The folder, under the sweep's folder, that holds trial ``number``'s run."""
+    return f"trial-{number:03d}"
 
 
 def check_sweep(loaded: LoadedSweep) -> None:

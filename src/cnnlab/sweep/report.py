@@ -28,8 +28,7 @@ from cnnlab.report.compare import plain_text
 from cnnlab.report.document import (Block, Heading, Image, Paragraph, TableBlock, markdown_table,
                                     render_html, render_markdown)
 from cnnlab.store import read_json, write_text
-from cnnlab.store.catalog import run_folders
-from cnnlab.sweep.study import mask_url
+from cnnlab.sweep.study import mask_url, trial_run_dir
 from cnnlab.sweep.series import config_changes, format_delta, format_value, in_points
 
 __all__ = ["SweepReport", "SweepTrial", "Sweep", "load_sweep_folder", "series_table_markdown",
@@ -151,16 +150,6 @@ def _open_study(sweep: Sweep, storage: str | None) -> Any:
         return None
 
 
-def _run_dir(folder: Path, number: int, recorded: Any) -> Path | None:
-    if recorded:
-        path = folder / str(recorded)
-        if (path / "metrics.json").is_file():
-            return path.resolve()
-    trial_folder = folder / f"trial-{number:03d}"
-    found = run_folders(trial_folder) if trial_folder.is_dir() else []
-    return found[-1].resolve() if found else None  # run ids start with the time: last is latest
-
-
 def _from_optuna(folder: Path, trial: Any) -> SweepTrial:
     attrs = trial.user_attrs
     value = trial.value if trial.values is not None and len(trial.values) == 1 else None
@@ -169,7 +158,7 @@ def _from_optuna(folder: Path, trial: Any) -> SweepTrial:
         value=float(value) if value is not None else None, params=dict(trial.params),
         label=str(attrs.get("label") or ""), epochs_run=attrs.get("epochs_run"),
         train_seconds=attrs.get("train_seconds"),
-        run_dir=_run_dir(folder, trial.number, attrs.get("run_dir")))
+        run_dir=trial_run_dir(folder, trial.number, attrs.get("run_dir")))
 
 
 def _from_csv(folder: Path) -> list[SweepTrial]:
@@ -184,7 +173,7 @@ def _from_csv(folder: Path) -> list[SweepTrial]:
             params={k: _parse(v) for k, v in row.items() if k not in _TRIAL_COLUMNS},
             label=row.get("label") or "", epochs_run=_number(row.get("epochs_run"), int),
             train_seconds=_number(row.get("train_seconds")),
-            run_dir=_run_dir(folder, number, row.get("run_dir"))))
+            run_dir=trial_run_dir(folder, number, row.get("run_dir"))))
     return trials
 
 

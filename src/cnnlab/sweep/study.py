@@ -19,7 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
-from cnnlab.sweep.config import SweepConfig
+from cnnlab.store.catalog import run_folders
+from cnnlab.sweep.config import SweepConfig, trial_name
 
 # Optuna marks heartbeat, retry and the matplotlib plots experimental; they are what we want.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -189,5 +190,18 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     return requeued
 
 
+def trial_run_dir(folder: Path, number: int, recorded: Any) -> Path | None:
+    """Trial ``number``'s run folder: the one it recorded, else (a worker killed before it could
+    record one) the latest under its name in the sweep ``folder``."""
+    if recorded:
+        path = folder / str(recorded)
+        if (path / "metrics.json").is_file():
+            return path.resolve()
+    trial_folder = folder / trial_name(number)
+    found = run_folders(trial_folder) if trial_folder.is_dir() else []
+    return found[-1].resolve() if found else None  # run ids start with the time: last is latest
+
+
 __all__ = ["PRUNERS", "SAMPLERS", "create_study", "default_storage_url", "enqueue_points",
-           "is_done", "mask_url", "open_storage", "progress", "requeue_interrupted"]
+           "is_done", "mask_url", "open_storage", "progress", "requeue_interrupted",
+           "trial_run_dir"]

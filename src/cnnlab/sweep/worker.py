@@ -20,9 +20,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from cnnlab.config.schema import ExperimentConfig
-from cnnlab.store import read_history, read_json, safe_run_path, write_json
+from cnnlab.store import read_history, read_json, write_json
 from cnnlab.sweep.config import Distribution, LoadedSweep
-from cnnlab.sweep.study import create_study, open_storage, progress
+from cnnlab.sweep.study import create_study, open_storage, progress, trial_run_dir
 from cnnlab.sweep.tables import write_trial_tables
 from cnnlab.train.fit import RunStopper
 
@@ -212,20 +212,11 @@ def interrupted_run(loaded: LoadedSweep, trials: list[FrozenTrial], number: int)
             return None
         seen.add(origin)
         current = by_number.get(origin)
-        folder = _run_folder_of(loaded, current) if current is not None else None
+        folder = (trial_run_dir(loaded.folder, current.number, current.user_attrs.get("run_dir"))
+                  if current is not None else None)
         if folder is not None:
             return folder if _can_continue(folder) else None
     return None
-
-
-def _run_folder_of(loaded: LoadedSweep, trial: FrozenTrial) -> Path | None:
-    recorded = trial.user_attrs.get("run_dir")
-    if recorded:
-        return loaded.folder / recorded
-    # A worker killed mid-trial never recorded its folder: the trial's name locates it.
-    parent = safe_run_path(loaded.sweep.runs_dir, f"{loaded.sweep.name}/trial-{trial.number:03d}")
-    folders = sorted(p for p in parent.glob("*") if p.is_dir()) if parent.is_dir() else []
-    return folders[-1] if folders else None
 
 
 def _can_continue(folder: Path) -> bool:
@@ -281,4 +272,5 @@ def run_worker(loaded: LoadedSweep, storage_url: str, *, worker: int = 0,
     write_trial_tables(loaded.folder, study)
 
 
-__all__ = ["Objective", "SweepPruning", "interrupted_run", "metric_value", "queue_points", "run_worker", "suggest"]
+__all__ = ["Objective", "SweepPruning", "interrupted_run", "metric_value", "queue_points",
+           "run_worker", "suggest"]
